@@ -1,0 +1,138 @@
+"""cadenza-train: MIDI files (or the built-in Bach chorales) -> a run directory.
+
+    cadenza-train --corpus bach --preset default --out runs/bach
+
+writes model.keras (best by validation NLL), config.json, report.json, curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("train")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="cadenza-train", description=__doc__.split("\n")[0])
+    p.add_argument("--corpus", default="bach", help="'bach' (built in) or a folder of .mid/.midi files")
+    p.add_argument("--preset", default="default", help="tiny | default | large")
+    p.add_argument("--out", required=True, type=Path, help="run directory to create")
+    p.add_argument("--cache-dir", type=Path, default=None, help="where parsed corpora are cached")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any training setting, e.g. --set hidden=128")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from train.config import make_config, parse_assignment
+
+    try:
+        overrides = dict(parse_assignment(s) for s in args.set)
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        cfg = make_config(args.preset, corpus=args.corpus, **overrides)
+    except ValueError as exc:
+        print(f"cadenza-train: {exc}", file=sys.stderr)
+        return 2
+
+    from train.corpus import CorpusError, load_corpus, split_pieces
+
+    try:
+        pieces = load_corpus(cfg.corpus, cache_dir=args.cache_dir)
+        if cfg.corpus_limit:
+            pieces = pieces[: cfg.corpus_limit]
+        train_set, val_set, test_set = split_pieces(
+            pieces, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed
+        )
+    except CorpusError as exc:
+        print(f"cadenza-train: {exc}", file=sys.stderr)
+        return 2
+    log.info("corpus %s: %d pieces (%d train, %d validation, %d test), %d tokens",
+             cfg.corpus, len(pieces), len(train_set), len(val_set), len(test_set),
+             sum(len(p.tokens) for p in pieces))
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.json")
+    report = run(cfg, train_set, val_set, test_set, out, progress=not args.no_progress)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    log.info("test NLL %.4f nats/token (n-gram baseline %.4f, ratio %.3f), test accuracy %.3f",
+             report["test_nll"], report["baseline_test_nll"], report["nll_ratio_to_baseline"],
+             report["test_accuracy"])
+    log.info("wrote %s", out)
+    return 0
+
+
+def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> dict:
+    """Train, evaluate, compare with the n-gram baseline; returns the report."""
+    from player import events
+    from train import baseline, plots
+    from train.fit import evaluate, fit
+    from train.model import export_weights, rollout_max_cell
+
+    tr = [p.tokens for p in train_set]
+    va = [p.tokens for p in val_set]
+    te = [p.tokens for p in test_set]
+
+    t0 = time.monotonic()
+    model, hist = fit(cfg, tr, va, out, progress=progress)
+    train_wall = time.monotonic() - t0
+    val_nll, val_acc, _ = evaluate(model, va)
+    test_nll, test_acc, n_test = evaluate(model, te)
+
+    # The baseline sees what the LSTM saw: the training pieces in the same transpositions.
+    t1 = time.monotonic()
+    aug = [events.transpose(p, s) for p in tr for s in cfg.transpositions]
+    order, val_by_order = baseline.select_order(aug, va, orders=cfg.baseline_orders, vocab_size=cfg.vocab_size)
+    ng = baseline.KneserNey(order, cfg.vocab_size)
+    ng.fit(aug)
+    base_test = ng.nll(te)
+    base_seconds = time.monotonic() - t1
+
+    weights = export_weights(model)
+    peak = rollout_max_cell(weights, cfg.cell_clip, cfg.rollout_steps, events.START, seed=cfg.seed)
+    plots.curves(hist, out / "curves.png")
+    return {
+        "preset": cfg.preset,
+        "corpus": cfg.corpus,
+        "pieces": {"train": len(tr), "val": len(va), "test": len(te)},
+        "test_tokens": n_test,
+        "val_nll": val_nll,
+        "val_accuracy": val_acc,
+        "test_nll": test_nll,
+        "test_accuracy": test_acc,
+        "baseline": "interpolated Kneser-Ney n-gram, order chosen on validation",
+        "baseline_order": order,
+        "baseline_val_nll_by_order": {str(k): v for k, v in val_by_order.items()},
+        "baseline_test_nll": base_test,
+        "baseline_seconds": base_seconds,
+        "nll_ratio_to_baseline": test_nll / base_test,
+        "epochs_run": len(hist.val_loss),
+        "best_epoch": hist.best_epoch + 1,
+        "stopped": hist.stopped,
+        "train_loss": hist.train_loss,
+        "val_loss": hist.val_loss,
+        "train_seconds": hist.train_seconds,
+        "train_wall_seconds": train_wall,
+        "train_tokens": hist.train_tokens,
+        "tokens_per_second": hist.train_tokens / max(hist.train_seconds, 1e-9),
+        "rollout_steps": cfg.rollout_steps,
+        "max_abs_cell_rollout": peak,
+        "cell_clip": cfg.cell_clip,
+        "parameters": int(sum(int(w.size) for w in weights.values())),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Token streams for truncated back-propagation through time.
+
+Training: each epoch, the (transposed) training pieces are shuffled and chained
+into `batch` parallel streams; window j of every stream follows window j-1, so
+the LSTM state is carried across windows (and across piece boundaries, which
+START marks), as in the player that runs for hours on one state.
+
+Evaluation: each piece is scored on its own from a zero state, so the LSTM and
+the n-gram baseline are measured on exactly the same tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from player import events
+
+
+def epoch_streams(pieces: list[np.ndarray], batch: int, window: int, transpositions, rng) -> np.ndarray:
+    """[batch, n_windows * window + 1] tokens: shuffled, randomly transposed pieces chained."""
+    order = rng.permutation(len(pieces))
+    shifts = rng.choice(np.asarray(transpositions), size=len(pieces))
+    seqs = [events.transpose(pieces[i], int(s)) for i, s in zip(order, shifts)]
+    flat = np.concatenate(seqs)
+    per = (len(flat) - 1) // batch
+    n_windows = max(per // window, 1)
+    per = n_windows * window
+    if len(flat) < batch * per + 1:  # tiny corpora: repeat rather than fail
+        flat = np.resize(flat, batch * per + 1)
+    starts = np.arange(batch) * per
+    return np.stack([flat[s : s + per + 1] for s in starts]).astype(np.int32)
+
+
+def windows(streams: np.ndarray, window: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(x, y) windows in order: y is x shifted by one token."""
+    n = (streams.shape[1] - 1) // window
+    for j in range(n):
+        a = j * window
+        yield streams[:, a : a + window], streams[:, a + 1 : a + window + 1]
+
+
+def padded(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Pieces as one [N, L] array padded with PAD, and the mask of scored targets [N, L-1]."""
+    length = max(len(p) for p in pieces)
+    arr = np.full((len(pieces), length), events.PAD, np.int32)
+    for i, p in enumerate(pieces):
+        arr[i, : len(p)] = p
+    mask = arr[:, 1:] != events.PAD
+    return arr, mask

@@ -1,0 +1,96 @@
+"""Every training setting in one place, saved beside the model as config.json.
+
+`convert` rebuilds the step model from this file alone, so nothing here may be
+implied: sizes, the cell clip and the data split are all written down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from player import events
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "default"
+    corpus: str = "bach"  # "bach" (shipped with music21) or a folder of MIDI files
+    vocab_size: int = events.VOCAB_SIZE
+    embed_dim: int = 64  # 242 tokens need few dimensions; the LSTM does the work
+    hidden: int = 256  # per layer; sized so `default` trains in < 45 min on 2 cores
+    cell_clip: float = 10.0  # bound on |c|, identical in training and in the step model
+    dropout: float = 0.2  # between layers: ~300k tokens of chorales overfit quickly
+    window: int = 128  # truncated BPTT length; state carries across windows
+    batch_size: int = 32  # parallel streams, each a chain of whole pieces
+    learning_rate: float = 2e-3
+    clipnorm: float = 1.0
+    epochs: int = 40
+    patience: int = 4  # epochs without a better validation loss before stopping
+    max_minutes: float = 40.0  # wall-clock cap on the training loop (best model kept)
+    transpositions: tuple[int, ...] = tuple(range(-5, 7))  # all 12 keys, training pieces only
+    val_frac: float = 0.1
+    test_frac: float = 0.1
+    split_seed: int = 1234  # the split is by piece and must be the same for convert
+    seed: int = 0
+    rollout_steps: int = 5000  # free-running steps for the cell-state check
+    baseline_orders: tuple[int, ...] = tuple(range(1, 9))
+    corpus_limit: int = 0  # use only the first N pieces (0 = all); for quick runs
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown training setting {unknown[0]!r}")
+        clean = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**clean)
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+PRESETS: dict[str, dict] = {
+    # End to end in well under a minute: for tests and smoke runs.
+    "tiny": dict(embed_dim=16, hidden=32, window=32, batch_size=8, epochs=3, patience=2,
+                 max_minutes=1.0, rollout_steps=1000, baseline_orders=(1, 2, 3, 4),
+                 transpositions=(-1, 0, 1), dropout=0.0),
+    # The model we ship.
+    "default": dict(),
+    # For a GPU machine.
+    "large": dict(embed_dim=128, hidden=768, window=256, batch_size=64, epochs=80, patience=6,
+                  max_minutes=240.0, dropout=0.3),
+}
+
+
+def make_config(preset: str = "default", **overrides) -> TrainConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    base = dict(PRESETS[preset], preset=preset)
+    base.update(overrides)
+    return TrainConfig.from_dict(base)
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """`hidden=128` -> ("hidden", 128), typed by the field's default."""
+    key, sep, raw = text.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if not sep or key not in fields:
+        raise ValueError(f"unknown training setting {key!r}" if sep else f"expected KEY=VALUE, got {text!r}")
+    default = fields[key].default
+    try:
+        if isinstance(default, bool):
+            return key, raw.lower() in ("1", "true", "yes")
+        if isinstance(default, tuple):
+            return key, tuple(int(x) for x in raw.split(",") if x.strip())
+        return key, type(default)(raw)
+    except ValueError:
+        raise ValueError(f"{key} must be a {type(default).__name__}, got {raw!r}") from None

@@ -1,0 +1,157 @@
+"""The training loop: truncated BPTT with carried state, early stopping, best model kept."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+import keras
+
+from train import batches
+from train.config import TrainConfig
+from train.model import build_model, zero_states
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class History:
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    train_tokens: int = 0
+    train_seconds: float = 0.0
+    best_epoch: int = -1
+    stopped: str = ""
+
+
+def _loss(y, logits):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+
+
+def evaluate(model: keras.Model, pieces: list[np.ndarray], window: int = 512, chunk: int = 64) -> tuple[float, float, int]:
+    """(mean NLL in nats/token, top-1 accuracy, tokens scored): each piece from a zero state."""
+    hidden = model.get_layer("lstm1").cell.units
+    step = _eval_fn(model)
+    total_nll, total_hit, total_n = 0.0, 0, 0
+    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))  # similar lengths pad less
+    for g in range(0, len(order), chunk):
+        arr, mask = batches.padded([pieces[i] for i in order[g : g + chunk]])
+        states = zero_states(len(arr), hidden)
+        for a in range(0, arr.shape[1] - 1, window):
+            x = arr[:, a : a + window]
+            y = arr[:, a + 1 : a + window + 1]
+            x = x[:, : y.shape[1]]
+            m = mask[:, a : a + y.shape[1]]
+            nll, hit, states = step(x, y, m, states)
+            total_nll += float(nll)
+            total_hit += int(hit)
+            total_n += int(m.sum())
+    return total_nll / max(total_n, 1), total_hit / max(total_n, 1), total_n
+
+
+def _eval_fn(model):
+    @tf.function(reduce_retracing=True)
+    def step(x, y, m, states):
+        logits, *new = model([x, *states], training=False)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        m = tf.cast(m, tf.float32)
+        hit = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32)
+        return tf.reduce_sum(ce * m), tf.reduce_sum(hit * m), new
+
+    return step
+
+
+def fit(cfg: TrainConfig, train_pieces, val_pieces, out_dir: Path, progress: bool = True) -> tuple[keras.Model, History]:
+    """Train; the best model (by validation NLL) is saved to out_dir/model.keras as it appears.
+
+    Ctrl-C stops the loop and keeps the best model so far.
+    """
+    keras.utils.set_random_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(cfg)
+    opt = keras.optimizers.Adam(learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm)
+    hist = History()
+    best = math.inf
+    best_path = Path(out_dir) / "model.keras"
+
+    @tf.function(reduce_retracing=True)
+    def train_step(x, y, states):
+        with tf.GradientTape() as tape:
+            logits, *new = model([x, *states], training=True)
+            loss = _loss(y, logits)
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, [tf.stop_gradient(s) for s in new]
+
+    deadline = time.monotonic() + cfg.max_minutes * 60
+    since_best = 0
+    try:
+        for epoch in range(cfg.epochs):
+            t0 = time.monotonic()
+            streams = batches.epoch_streams(train_pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng)
+            n_win = (streams.shape[1] - 1) // cfg.window
+            states = zero_states(cfg.batch_size, cfg.hidden)
+            losses = []
+            bar = _bar(n_win, f"epoch {epoch + 1}/{cfg.epochs}", progress)
+            for x, y in batches.windows(streams, cfg.window):
+                loss, states = train_step(x, y, states)
+                losses.append(float(loss))
+                hist.train_tokens += x.size
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+                if time.monotonic() > deadline:
+                    break
+            bar.close()
+            hist.train_seconds += time.monotonic() - t0
+            val, acc, _ = evaluate(model, val_pieces)
+            hist.train_loss.append(float(np.mean(losses)))
+            hist.val_loss.append(val)
+            hist.epoch_seconds.append(time.monotonic() - t0)
+            log.info("epoch %d: train %.4f  val %.4f nats/token  val acc %.3f  (%.0f s)",
+                     epoch + 1, hist.train_loss[-1], val, acc, hist.epoch_seconds[-1])
+            if val < best:
+                best, since_best, hist.best_epoch = val, 0, epoch
+                model.save(best_path)
+            else:
+                since_best += 1
+            if since_best >= cfg.patience:
+                hist.stopped = f"early stop: no better validation loss in {cfg.patience} epochs"
+                break
+            if time.monotonic() > deadline:
+                hist.stopped = f"time cap of {cfg.max_minutes:g} minutes"
+                break
+        else:
+            hist.stopped = f"all {cfg.epochs} epochs"
+    except KeyboardInterrupt:
+        hist.stopped = "interrupted; best model so far kept"
+        log.warning("interrupted: keeping the best model so far")
+    if not best_path.exists():  # interrupted before the first evaluation
+        model.save(best_path)
+    best_model = keras.models.load_model(best_path, compile=False)
+    return best_model, hist
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="win", leave=False, dynamic_ncols=True)

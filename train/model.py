@@ -1,0 +1,150 @@
+"""Embedding -> 2 clipped-cell LSTM layers -> Dense logits.
+
+The LSTM is written out so that training computes exactly what the exported
+step model computes (convert/ rebuilds it from `export_weights`):
+
+    z  = x @ K + b + h @ R          # [B, 4H], gates in order i, f, g, o
+    c' = clip(σ(f) * c + σ(i) * tanh(g), -clip, clip)
+    h' = σ(o) * tanh(c')
+
+The input projection x @ K + b is a Dense layer applied to the whole window at
+once (one large matmul), so the recurrent loop only does h @ R.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+import keras
+from keras import ops
+
+from train.config import TrainConfig
+
+
+@keras.saving.register_keras_serializable(package="cadenza")
+class ClippedLSTMCell(keras.layers.Layer):
+    """An LSTM cell over pre-projected inputs, with a bounded cell state."""
+
+    def __init__(self, units: int, cell_clip: float, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.cell_clip = float(cell_clip)
+        self.state_size = [units, units]
+        self.output_size = units
+
+    def build(self, input_shape):
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel", shape=(self.units, 4 * self.units), initializer="orthogonal"
+        )
+        self.built = True
+
+    def call(self, inputs, states, training=False):
+        h, c = states
+        z = inputs + ops.matmul(h, self.recurrent_kernel)  # [B, 4H]
+        i, f, g, o = ops.split(z, 4, axis=-1)
+        c = ops.clip(ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g), -self.cell_clip, self.cell_clip)
+        h = ops.sigmoid(o) * ops.tanh(c)
+        return h, [h, c]
+
+    def get_config(self):
+        return dict(super().get_config(), units=self.units, cell_clip=self.cell_clip)
+
+
+def _forget_bias_init(units: int):
+    """Bias 1 on the forget gate: the usual start that keeps memory early in training."""
+
+    def init(shape, dtype=None):
+        b = np.zeros(shape, dtype="float32")
+        b[units : 2 * units] = 1.0
+        return ops.convert_to_tensor(b, dtype=dtype)
+
+    return init
+
+
+def build_model(cfg: TrainConfig) -> keras.Model:
+    """Inputs: tokens [B,T] int32 and h1,c1,h2,c2 [B,H]; outputs logits [B,T,V] and the 4 states."""
+    H, V = cfg.hidden, cfg.vocab_size
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    states_in = [keras.Input(shape=(H,), name=n) for n in ("h1", "c1", "h2", "c2")]
+    x = keras.layers.Embedding(V, cfg.embed_dim, name="embedding")(tokens)
+    outs = []
+    for layer in (1, 2):
+        x = keras.layers.Dense(
+            4 * H, name=f"lstm{layer}_in", bias_initializer=_forget_bias_init(H)
+        )(x)
+        rnn = keras.layers.RNN(
+            ClippedLSTMCell(H, cfg.cell_clip, name=f"lstm{layer}_cell"),
+            return_sequences=True,
+            return_state=True,
+            name=f"lstm{layer}",
+        )
+        h0, c0 = states_in[2 * (layer - 1)], states_in[2 * (layer - 1) + 1]
+        x, h, c = rnn(x, initial_state=[h0, c0])
+        outs += [h, c]
+        if cfg.dropout:
+            x = keras.layers.Dropout(cfg.dropout, name=f"dropout{layer}")(x)
+    logits = keras.layers.Dense(V, name="dense")(x)
+    return keras.Model([tokens, *states_in], [logits, *outs], name="cadenza_lstm")
+
+
+def zero_states(batch: int, hidden: int) -> list[np.ndarray]:
+    return [np.zeros((batch, hidden), np.float32) for _ in range(4)]
+
+
+def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
+    """The trained weights under the names convert/ uses (see module docstring)."""
+    w = {"embedding": model.get_layer("embedding").get_weights()[0]}
+    for layer in (1, 2):
+        kernel, bias = model.get_layer(f"lstm{layer}_in").get_weights()
+        (recurrent,) = model.get_layer(f"lstm{layer}").get_weights()
+        w[f"lstm{layer}/kernel"] = kernel  # [in, 4H]
+        w[f"lstm{layer}/recurrent"] = recurrent  # [H, 4H]
+        w[f"lstm{layer}/bias"] = bias  # [4H]
+    kernel, bias = model.get_layer("dense").get_weights()
+    w["dense/kernel"], w["dense/bias"] = kernel, bias  # [H, V], [V]
+    return {k: np.asarray(v, np.float32) for k, v in w.items()}
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_step(weights: dict, cell_clip: float, token: int, state):
+    """One step of the model in numpy (the reference for the step model). state = (h1,c1,h2,c2), each [H]."""
+    x = weights["embedding"][token]
+    new = []
+    for layer in (1, 2):
+        h, c = state[2 * (layer - 1)], state[2 * (layer - 1) + 1]
+        z = x @ weights[f"lstm{layer}/kernel"] + weights[f"lstm{layer}/bias"] + h @ weights[f"lstm{layer}/recurrent"]
+        i, f, g, o = np.split(z, 4)
+        c = np.clip(_sigmoid(f) * c + _sigmoid(i) * np.tanh(g), -cell_clip, cell_clip)
+        h = _sigmoid(o) * np.tanh(c)
+        new += [h, c]
+        x = h
+    logits = x @ weights["dense/kernel"] + weights["dense/bias"]
+    return logits, tuple(new)
+
+
+def rollout_max_cell(weights: dict, cell_clip: float, steps: int, start_token: int, seed: int = 0) -> float:
+    """Largest |c| over a free-running rollout sampled at temperature 1 (the player runs for hours)."""
+    rng = np.random.default_rng(seed)
+    hidden = weights["lstm1/recurrent"].shape[0]
+    state = tuple(np.zeros(hidden, np.float32) for _ in range(4))
+    token, peak = start_token, 0.0
+    for _ in range(steps):
+        logits, state = numpy_step(weights, cell_clip, token, state)
+        peak = max(peak, float(np.abs(state[1]).max()), float(np.abs(state[3]).max()))
+        p = np.exp(logits - logits.max())
+        token = int(rng.choice(len(p), p=p / p.sum()))
+    return peak
+
+
+def load_run(run_dir: str | Path) -> tuple[keras.Model, dict]:
+    """The trained model and its config.json (as a dict) from a run directory."""
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    return model, cfg
