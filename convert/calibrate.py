@@ -1,0 +1,58 @@
+"""Representative (token, state) pairs for int8 calibration.
+
+The int8 model quantizes the carried state too, so its ranges must cover the
+states the player will really meet: teacher-forced runs over training pieces
+(the keyboard's phrases) and long free-running rollouts (the model answering
+itself for minutes, where the cell state drifts to the clip).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convert.reference import Reference, free_run, teacher_forced
+from convert.stepmodel import STATE_NAMES
+from player import events
+
+
+def collect(ref: Reference, pieces: list, n_samples: int = 1000, teacher_tokens: int = 4000,
+            free_steps: int = 4000, n_free_runs: int = 2, seed: int = 0) -> list[tuple[int, tuple]]:
+    """(token, state before it) pairs: half teacher-forced, half free-running, subsampled to n_samples."""
+    rng = np.random.default_rng(seed)
+    forced: list = []
+    order = rng.permutation(len(pieces)) if pieces else []
+    for i in order:
+        if len(forced) >= teacher_tokens:
+            break
+        toks = pieces[i][: teacher_tokens - len(forced)]
+        forced += [(t, s) for t, s, _ in teacher_forced(ref.step, toks, ref.zero_state())]
+    free: list = []
+    for r in range(n_free_runs):
+        state, first = ref.zero_state(), events.START
+        if pieces:  # prime with the opening of a training piece, as the player primes with a phrase
+            piece = pieces[int(rng.integers(len(pieces)))][:64]
+            for t in piece[:-1]:
+                _, state = ref.step(int(t), state)
+            first = int(piece[-1])
+        free += [(t, s) for t, s, _ in free_run(ref.step, first, free_steps, state, rng)]
+    half = n_samples // 2
+    pick = lambda xs, k: [xs[j] for j in sorted(rng.choice(len(xs), size=min(k, len(xs)), replace=False))] if xs else []
+    return pick(forced, half) + pick(free, n_samples - half)
+
+
+def dataset(samples: list[tuple[int, tuple]], vocab: int, onehot: bool = False):
+    """A representative_dataset callable for the TFLite converter."""
+
+    def gen():
+        for token, state in samples:
+            if onehot:
+                x = np.zeros((1, vocab), np.float32)
+                x[0, token] = 1.0
+                item = {"onehot": x}
+            else:
+                item = {"token": np.array([[token]], np.int32)}
+            for name, s in zip(STATE_NAMES, state):
+                item[name] = np.asarray(s, np.float32)[None]
+            yield item
+
+    return gen

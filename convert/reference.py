@@ -1,0 +1,121 @@
+"""The LSTM step in numpy: the converter's yardstick and its source of calibration states.
+
+Same arithmetic as the trained model (train/model.py): gates i, f, g, o in Keras
+order, the cell state clipped to +-cell_clip at every step. Used to drive the
+rollouts whose (token, state) pairs calibrate the int8 model, and as the
+reference that every converted variant is compared with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Iterator
+
+import numpy as np
+
+WEIGHT_SHAPES = {  # name -> shape in terms of V (vocab), E (embedding), H (hidden)
+    "embedding": ("V", "E"),
+    "lstm1/kernel": ("E", "4H"),
+    "lstm1/recurrent": ("H", "4H"),
+    "lstm1/bias": ("4H",),
+    "lstm2/kernel": ("H", "4H"),
+    "lstm2/recurrent": ("H", "4H"),
+    "lstm2/bias": ("4H",),
+    "dense/kernel": ("H", "V"),
+    "dense/bias": ("V",),
+}
+
+State = tuple  # (h1, c1, h2, c2), each [H] float32
+
+
+def dims(weights: dict) -> tuple[int, int, int]:
+    """(V, E, H) of a weight dict, after checking every shape against the contract."""
+    missing = [k for k in WEIGHT_SHAPES if k not in weights]
+    if missing:
+        raise ValueError(f"weights lack {', '.join(missing)}")
+    V, E = weights["embedding"].shape
+    H = weights["lstm1/recurrent"].shape[0]
+    sizes = {"V": V, "E": E, "H": H, "4H": 4 * H}
+    for name, shape in WEIGHT_SHAPES.items():
+        want = tuple(sizes[s] for s in shape)
+        if tuple(weights[name].shape) != want:
+            raise ValueError(f"weight {name} has shape {tuple(weights[name].shape)}, expected {want}")
+    return V, E, H
+
+
+def random_weights(vocab: int, embed: int, hidden: int, seed: int = 0, scale: float = 1.0) -> dict:
+    """Glorot-ish random weights with the trained model's names and shapes (for tests and benches)."""
+    rng = np.random.default_rng(seed)
+    sizes = {"V": vocab, "E": embed, "H": hidden, "4H": 4 * hidden}
+    out = {}
+    for name, shape in WEIGHT_SHAPES.items():
+        shp = tuple(sizes[s] for s in shape)
+        fan = shp[0] if len(shp) > 1 else 1
+        std = scale / np.sqrt(fan) if len(shp) > 1 else 0.1 * scale
+        out[name] = (rng.standard_normal(shp) * std).astype(np.float32)
+    out["lstm1/bias"][hidden : 2 * hidden] += 1.0  # forget-gate bias, as Keras initialises it
+    out["lstm2/bias"][hidden : 2 * hidden] += 1.0
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _cell(x, h, c, k, r, b, clip):
+    z = x @ k + h @ r + b  # [4H]
+    i, f, g, o = np.split(z, 4)
+    c = np.clip(_sigmoid(f) * c + _sigmoid(i) * np.tanh(g), -clip, clip)
+    return _sigmoid(o) * np.tanh(c), c
+
+
+@dataclasses.dataclass
+class Reference:
+    """The float model, one token at a time: `logits, state = ref.step(token, state)`."""
+
+    weights: dict
+    cell_clip: float
+
+    def __post_init__(self) -> None:
+        self.vocab, self.embed, self.hidden = dims(self.weights)
+        self.w = {k: np.asarray(v, dtype=np.float64) for k, v in self.weights.items()}
+
+    def zero_state(self) -> State:
+        return tuple(np.zeros(self.hidden, np.float32) for _ in range(4))
+
+    def step(self, token: int, state: State) -> tuple[np.ndarray, State]:
+        w, clip = self.w, self.cell_clip
+        h1, c1, h2, c2 = state
+        h1, c1 = _cell(w["embedding"][token], h1, c1, w["lstm1/kernel"], w["lstm1/recurrent"], w["lstm1/bias"], clip)
+        h2, c2 = _cell(h1, h2, c2, w["lstm2/kernel"], w["lstm2/recurrent"], w["lstm2/bias"], clip)
+        logits = h2 @ w["dense/kernel"] + w["dense/bias"]
+        f32 = np.float32
+        return logits.astype(f32), (h1.astype(f32), c1.astype(f32), h2.astype(f32), c2.astype(f32))
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max()
+    return z - np.log(np.exp(z).sum())
+
+
+def free_run(step, first_token: int, n: int, state, rng: np.random.Generator, temperature: float = 1.0,
+             greedy: bool = False) -> Iterator[tuple[int, tuple, np.ndarray]]:
+    """Feed the model its own samples: yields (token fed, state before it, logits after it)."""
+    token = first_token
+    for _ in range(n):
+        logits, new_state = step(token, state)
+        yield token, state, logits
+        state = new_state
+        if greedy:
+            token = int(np.argmax(logits))
+        else:
+            p = np.exp(log_softmax(logits / temperature))
+            token = int(rng.choice(len(p), p=p / p.sum()))
+
+
+def teacher_forced(step, tokens: Iterable[int], state) -> Iterator[tuple[int, tuple, np.ndarray]]:
+    """Feed a piece's tokens: yields (token fed, state before it, logits after it)."""
+    for token in tokens:
+        logits, new_state = step(int(token), state)
+        yield int(token), state, logits
+        state = new_state

@@ -1,0 +1,118 @@
+"""What the converter starts from: a training run directory, read into weights, settings and data.
+
+    runs/NAME/model.keras     the trained Keras model
+    runs/NAME/config.json     the training settings (vocab_size, embed_dim, hidden, cell_clip, corpus, ...)
+    runs/NAME/report.json     the trainer's metrics (test_nll, baseline_test_nll, ...)
+
+The model and the corpus are read through train.model and train.corpus, so the
+converter sees exactly the weights and the test split the trainer used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from convert.reference import dims
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("model.keras", "config.json", "report.json")
+
+
+class SourceError(ValueError):
+    """A run directory the converter cannot use; one line naming the path and the problem."""
+
+
+@dataclasses.dataclass
+class Source:
+    """Trained weights plus what the fidelity checks need."""
+
+    weights: dict  # train.model.export_weights names -> arrays
+    config: dict
+    report: dict
+    train_pieces: list  # token arrays (int32), for calibration
+    test_pieces: list  # token arrays, for the test NLL
+    keras_model: object | None = None  # the trained model itself, for the agreement and speed comparison
+    run_dir: Path | None = None
+
+    @property
+    def cell_clip(self) -> float:
+        return float(self.config["cell_clip"])
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        return dims(self.weights)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: expected a JSON object")
+    return data
+
+
+def check_run_dir(run_dir: Path) -> None:
+    if not run_dir.exists():
+        raise SourceError(f"{run_dir}: no such run directory (train one with cadenza-train)")
+    if not run_dir.is_dir():
+        raise SourceError(f"{run_dir}: not a directory")
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    if missing:
+        raise SourceError(f"{run_dir}: missing {', '.join(missing)} (is the training run finished?)")
+
+
+def keras_step_function(model, jit_compile: bool = False) -> Callable:
+    """The Keras model as a one-step call: a tf.function around model([token, h1, c1, h2, c2])."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True, jit_compile=jit_compile)
+    def call(token, h1, c1, h2, c2):
+        return model([token, h1, c1, h2, c2], training=False)
+
+    def step(token, state):
+        out = call(np.array([[token]], np.int32), *(s[None].astype(np.float32) for s in state))
+        logits, h1, c1, h2, c2 = (np.asarray(t) for t in out)
+        return logits.reshape(-1), (h1[0], c1[0], h2[0], c2[0])
+
+    return step
+
+
+def load_source(run_dir: str | Path, with_keras: bool = True) -> Source:
+    """Read a run directory through train.model and train.corpus."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    config = _read_json(run_dir / "config.json")
+    report = _read_json(run_dir / "report.json")
+    for key in ("cell_clip", "corpus"):
+        if key not in config:
+            raise SourceError(f"{run_dir / 'config.json'}: no {key!r}")
+    from train import corpus as corpus_mod
+    from train import model as model_mod
+
+    keras_model, config_loaded = model_mod.load_run(run_dir)
+    config = {**config, **(config_loaded or {})}
+    weights = {k: np.asarray(v, np.float32) for k, v in model_mod.export_weights(keras_model).items()}
+    V, E, H = dims(weights)
+    if config.get("vocab_size", V) != V:
+        raise SourceError(f"{run_dir}: config says vocab_size {config['vocab_size']}, the model has {V}")
+    pieces = corpus_mod.load_corpus(config["corpus"])
+    kwargs = {"seed": config["split_seed"]} if "split_seed" in config else {}
+    train, _val, test = corpus_mod.split_pieces(pieces, **kwargs)
+    return Source(
+        weights=weights,
+        config=config,
+        report=report,
+        train_pieces=[np.asarray(p.tokens, np.int32) for p in train],
+        test_pieces=[np.asarray(p.tokens, np.int32) for p in test],
+        keras_model=keras_model if with_keras else None,
+        run_dir=run_dir,
+    )
