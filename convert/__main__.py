@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-steps", type=int, default=5000, help="steps timed per variant (default %(default)s)")
     p.add_argument("--agreement-steps", type=int, default=2000, help="free-running steps compared with Keras (default %(default)s)")
     p.add_argument("--calibration-samples", type=int, default=1000, help="int8 calibration pairs (default %(default)s)")
+    p.add_argument("--keras-steps", type=int, default=300, help="steps timed for the Keras call (default %(default)s)")
+    p.add_argument("--save-variants", type=Path, default=None, metavar="DIR",
+                   help="also write every variant as its own bundle in DIR (for comparisons on a Pi)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings(variant=args.variant, edgetpu=args.edgetpu, max_test_tokens=args.max_test_tokens,
                         latency_steps=args.latency_steps, agreement_steps=args.agreement_steps,
-                        calibration_samples=args.calibration_samples, seed=args.seed)
+                        calibration_samples=args.calibration_samples, seed=args.seed,
+                        keras_latency_steps=args.keras_steps, variants_dir=args.save_variants)
     try:
         source = load_source(args.run_dir)
         build(source, args.out, settings)

@@ -41,6 +41,7 @@ class Settings:
     agreement_steps: int = 2000  # free-running rollout compared token by token
     calibration_samples: int = 1000  # (token, state) pairs for int8
     seed: int = 0
+    variants_dir: Path | None = None  # also write one bundle per variant here (NAME.VARIANT.cadenza)
 
 
 def fidelity_path(out: Path) -> Path:
@@ -147,6 +148,14 @@ def build(source: Source, out: Path, settings: Settings = Settings(), say: Calla
         report["variants"][name] = row
         say(f"measured {name}: nll {row['test']['nll']} agreement {row['agreement']['argmax_agreement']} "
             f"median {row['latency']['median_us']} us")
+    if settings.variants_dir is not None:
+        stem = out.name.split(".")[0]
+        Path(settings.variants_dir).mkdir(parents=True, exist_ok=True)
+        for name, model in models.items():
+            r = report["variants"][name]
+            metrics = {"interpreter_test_nll": r["test"]["nll"], "interpreter_argmax_agreement": r["agreement"]["argmax_agreement"]}
+            write_bundle(Path(settings.variants_dir) / f"{stem}.{name}.cadenza",
+                         bundle_meta(source, name, stepmodel.tensor_map(model), metrics), model)
     report["keras_latency"] = _keras_latency(source, bench_tokens, settings.keras_latency_steps)
 
     chosen = choose_variant(report["variants"]) if settings.variant == "auto" else settings.variant

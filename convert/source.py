@@ -86,6 +86,24 @@ def keras_step_function(model, jit_compile: bool = False) -> Callable:
     return step
 
 
+def split_like_training(config: dict) -> tuple[list, list]:
+    """The training and test pieces (token arrays) of the run, split exactly as the trainer split them."""
+    from train import corpus as corpus_mod
+
+    try:
+        pieces = corpus_mod.load_corpus(config["corpus"])
+        if config.get("corpus_limit"):
+            pieces = pieces[: config["corpus_limit"]]
+        kwargs = {k: config[k] for k in ("val_frac", "test_frac") if k in config}
+        if "split_seed" in config:
+            kwargs["seed"] = config["split_seed"]
+        train, _val, test = corpus_mod.split_pieces(pieces, **kwargs)
+    except corpus_mod.CorpusError as exc:
+        raise SourceError(f"corpus {config['corpus']!r}: {exc}") from None
+    as_arrays = lambda ps: [np.asarray(p.tokens, np.int32) for p in ps]  # noqa: E731
+    return as_arrays(train), as_arrays(test)
+
+
 def load_source(run_dir: str | Path, with_keras: bool = True) -> Source:
     """Read a run directory through train.model and train.corpus."""
     run_dir = Path(run_dir)
@@ -95,24 +113,25 @@ def load_source(run_dir: str | Path, with_keras: bool = True) -> Source:
     for key in ("cell_clip", "corpus"):
         if key not in config:
             raise SourceError(f"{run_dir / 'config.json'}: no {key!r}")
-    from train import corpus as corpus_mod
     from train import model as model_mod
 
-    keras_model, config_loaded = model_mod.load_run(run_dir)
+    try:
+        keras_model, config_loaded = model_mod.load_run(run_dir)
+        weights = {k: np.asarray(v, np.float32) for k, v in model_mod.export_weights(keras_model).items()}
+    except Exception as exc:  # a damaged or foreign model.keras fails in many ways inside Keras
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"{run_dir / 'model.keras'}: cannot load the trained model ({first})") from None
     config = {**config, **(config_loaded or {})}
-    weights = {k: np.asarray(v, np.float32) for k, v in model_mod.export_weights(keras_model).items()}
     V, E, H = dims(weights)
     if config.get("vocab_size", V) != V:
         raise SourceError(f"{run_dir}: config says vocab_size {config['vocab_size']}, the model has {V}")
-    pieces = corpus_mod.load_corpus(config["corpus"])
-    kwargs = {"seed": config["split_seed"]} if "split_seed" in config else {}
-    train, _val, test = corpus_mod.split_pieces(pieces, **kwargs)
+    train, test = split_like_training(config)
     return Source(
         weights=weights,
         config=config,
         report=report,
-        train_pieces=[np.asarray(p.tokens, np.int32) for p in train],
-        test_pieces=[np.asarray(p.tokens, np.int32) for p in test],
+        train_pieces=train,
+        test_pieces=test,
         keras_model=keras_model if with_keras else None,
         run_dir=run_dir,
     )

@@ -165,22 +165,23 @@ def write_bundle(path: str | os.PathLike, meta: dict, model: bytes, edgetpu: byt
     return path
 
 
-def default_model_path() -> Path:
-    """Where the shipped model is: $CADENZA_MODEL, the checkout's models/, then the installed share dirs.
+def model_search_path() -> list[Path]:
+    """Where an installed or checked-out Cadenza keeps its shipped model, in search order."""
+    return [
+        Path(__file__).resolve().parent.parent / "models" / DEFAULT_NAME,  # a checkout or editable install
+        Path(sys.prefix) / "share" / "cadenza" / DEFAULT_NAME,  # pip install (data files)
+        Path("/usr/share/cadenza") / DEFAULT_NAME,  # a distribution package
+        Path("/opt/cadenza/share") / DEFAULT_NAME,  # a self-contained install
+    ]
 
-    Returns the first that exists; if none does, the checkout path (so the error names it).
+
+def default_model_path() -> Path:
+    """The shipped model: $CADENZA_MODEL, else the first of model_search_path() that exists.
+
+    If none exists, the first candidate (so the error message names where it was expected).
     """
     env = os.environ.get("CADENZA_MODEL")
     if env:
         return Path(env).expanduser()
-    checkout = Path(__file__).resolve().parent.parent / "models" / DEFAULT_NAME  # source or editable install
-    candidates = [
-        checkout,
-        Path(sys.prefix) / "share" / "cadenza" / DEFAULT_NAME,
-        Path("/usr/share/cadenza") / DEFAULT_NAME,
-        Path("/opt/cadenza/share") / DEFAULT_NAME,
-    ]
-    for c in candidates:
-        if c.is_file():
-            return c
-    return checkout
+    candidates = model_search_path()
+    return next((c for c in candidates if c.is_file()), candidates[0])
