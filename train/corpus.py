@@ -1,0 +1,385 @@
+"""Training pieces as token arrays: the built-in Bach chorales or a folder of MIDI files.
+
+    pieces = load_corpus("bach")                  # parsed once, then read from the cache
+    pieces = load_corpus("~/midi/jazz")           # every .mid/.midi below the folder
+    train, val, test = split_pieces(pieces)       # by piece, never by window
+    windows_source = augment(train)               # 12 transpositions of each training piece
+
+A bad file is skipped with one warning naming it; a corpus with no usable
+piece raises CorpusError (the CLI turns it into exit code 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from player import events
+
+log = logging.getLogger(__name__)
+
+# Bump when the way chorales become notes changes, so old caches are not reused.
+CACHE_VERSION = "bach-v2"
+MIDI_SUFFIXES = (".mid", ".midi")
+# Score formats among music21's Bach files; the .rntxt files are harmonic analyses, not music.
+SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn")
+# In music21's Bach folder but not a chorale (the C major prelude of the Well-Tempered Clavier).
+NOT_CHORALES = frozenset({"bwv846"})
+NEAR_COPY = 0.9  # Jaccard similarity of (onset, interval) sets above which two pieces are one
+POOL_MIN_FILES = 16  # below this a process pool costs more than it saves
+
+
+class CorpusError(ValueError):
+    """No usable training data (or too little to split)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    name: str  # unique within a corpus: a chorale's file name or a path relative to the folder
+    tokens: np.ndarray  # int32 [T], begins with events.START
+
+
+# -- loading ----------------------------------------------------------------
+
+
+def load_corpus(
+    spec: str,
+    cache_dir: Path | None = None,
+    limit: int | None = None,
+    workers: int = 2,
+) -> list[Piece]:
+    """The pieces of `spec`: "bach", a folder of MIDI files (recursive) or one MIDI file.
+
+    Sorted by name, duplicates removed: a piece equal to an earlier one, or a
+    near copy of it, in any transposition, is dropped (so neither a second
+    version nor augmentation can carry a piece across splits).
+    `limit` keeps the first N files (for quick runs and tests). The chorales are
+    parsed once with `workers` processes and cached in `cache_dir` (default
+    `default_cache_dir()`).
+    """
+    if spec == "bach":
+        pieces = _load_bach(Path(cache_dir) if cache_dir else default_cache_dir(), limit, workers)
+        where = "the music21 Bach chorales"
+    else:
+        root = Path(spec).expanduser()
+        pieces = _load_midi(root, limit)
+        where = str(root)
+    log.info("corpus %s: %d pieces, %d tokens", where, len(pieces), sum(len(p.tokens) for p in pieces))
+    return pieces
+
+
+def default_cache_dir() -> Path:
+    """$CADENZA_CACHE, else $XDG_CACHE_HOME/cadenza, else ~/.cache/cadenza."""
+    if os.environ.get("CADENZA_CACHE"):
+        return Path(os.environ["CADENZA_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "cadenza"
+
+
+def has_notes(tokens: np.ndarray) -> bool:
+    t = np.asarray(tokens)
+    return bool(np.any((t >= events.NOTE_ON_BASE) & (t < events.NOTE_OFF_BASE)))
+
+
+def _load_midi(root: Path, limit: int | None) -> list[Piece]:
+    if root.is_file():
+        files = [root]
+        names = [root.name]
+    elif root.is_dir():
+        files = _midi_files(root)
+        names = [f.relative_to(root).as_posix() for f in files]
+    else:
+        raise CorpusError(f"no usable MIDI file in {root}: it does not exist")
+    if not files:
+        raise CorpusError(f"no usable MIDI file in {root} (no .mid or .midi files)")
+    if limit is not None:
+        files, names = files[:limit], names[:limit]
+
+    pieces, skipped = [], 0
+    for path, name in zip(files, names):
+        tokens, reason = _encode_file(path)
+        if tokens is None:
+            log.warning("skipping %s: %s", path, reason)
+            skipped += 1
+        else:
+            pieces.append(Piece(name, tokens))
+    pieces = _deduplicate(pieces)
+    if not pieces:
+        raise CorpusError(f"no usable MIDI file in {root} ({skipped} skipped)")
+    return pieces
+
+
+def _midi_files(root: Path) -> list[Path]:
+    """Every .mid/.midi file below root (any case), sorted by path; symlinked folders are not followed."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        found += [Path(dirpath) / f for f in filenames if f.lower().endswith(MIDI_SUFFIXES)]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _encode_file(path: Path) -> tuple[np.ndarray | None, str]:
+    """(tokens, "") or (None, why the file is unusable)."""
+    try:
+        tokens = events.encode_midi(events.read_midi(path))
+    except events.MidiFileError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        cause = exc.__context__
+        if reason.endswith("()") and cause is not None:  # mido's EOFError on a truncated file has no text
+            what = "truncated" if isinstance(cause, EOFError) else type(cause).__name__
+            reason = f"{reason[:-2]}({what})"
+        return None, reason
+    except Exception as exc:  # a readable file with content the codec rejects
+        return None, f"cannot encode ({exc or type(exc).__name__})"
+    if not has_notes(tokens):
+        return None, "no notes"
+    return tokens, ""
+
+
+def _deduplicate(pieces: Iterable[Piece]) -> list[Piece]:
+    """Drop pieces that repeat an earlier one (by name), in any transposition.
+
+    A repeat is either the same tokens or a near copy: an alternate version of
+    one harmonization shares almost all its (onset, interval) pairs. Such pieces
+    in two splits would let the test set be learnt by heart.
+    """
+    kept: list[Piece] = []
+    exact: dict[bytes, str] = {}
+    onsets: list[np.ndarray] = []
+    sizes: list[int] = []
+    for piece in sorted(pieces, key=lambda p: p.name):
+        key = _transposition_free(piece.tokens).tobytes()
+        if key in exact:
+            log.info("dropping %s: same notes as %s", piece.name, exact[key])
+            continue
+        mine = _onsets(piece.tokens)
+        # Jaccard >= NEAR_COPY needs sizes within that ratio: compare only those
+        size = np.asarray(sizes)
+        close = np.nonzero((size >= NEAR_COPY * mine.size) & (NEAR_COPY * size <= mine.size))[0]
+        twin = next((i for i in close if mine.size and _jaccard(mine, onsets[i]) >= NEAR_COPY), None)
+        if twin is not None:
+            log.info("dropping %s: a near copy of %s", piece.name, kept[twin].name)
+            continue
+        exact[key] = piece.name
+        kept.append(piece)
+        onsets.append(mine)
+        sizes.append(mine.size)
+    return kept
+
+
+def _transposition_free(tokens: np.ndarray) -> np.ndarray:
+    """The tokens moved so that the lowest note is the keyboard's lowest key (never folds)."""
+    t = np.asarray(tokens)
+    ons = t[(t >= events.NOTE_ON_BASE) & (t < events.NOTE_OFF_BASE)]
+    if ons.size == 0:
+        return t
+    return events.transpose(t, -int(ons.min() - events.NOTE_ON_BASE))
+
+
+def _onsets(tokens: np.ndarray) -> np.ndarray:
+    """Sorted unique (onset tick, pitch above the lowest note) pairs, packed as int64."""
+    t = np.asarray(tokens, dtype=np.int64)
+    is_shift = (t >= events.SHIFT_BASE) & (t < events.VELOCITY_BASE)
+    tick = np.cumsum(np.where(is_shift, t - events.SHIFT_BASE + 1, 0))
+    is_on = (t >= events.NOTE_ON_BASE) & (t < events.NOTE_OFF_BASE)
+    pitch = t[is_on] - events.NOTE_ON_BASE
+    if pitch.size == 0:
+        return pitch
+    return np.unique(tick[is_on] * events.N_PITCHES + pitch - pitch.min())
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    both = np.intersect1d(a, b, assume_unique=True).size
+    return both / (a.size + b.size - both)
+
+
+# -- the Bach chorales ------------------------------------------------------
+
+
+def _load_bach(cache_dir: Path, limit: int | None, workers: int) -> list[Piece]:
+    import music21  # heavy; only the chorale loader needs it
+
+    cache = cache_dir / _cache_name(music21.__version__, limit)
+    if cache.exists():
+        t0 = time.perf_counter()
+        try:
+            pieces = _read_cache(cache)
+        except Exception as exc:  # a truncated or foreign file: parse again and overwrite it
+            log.warning("ignoring unreadable cache %s: %s", cache, exc)
+        else:
+            log.info("read %d chorales from %s in %.2f s", len(pieces), cache, time.perf_counter() - t0)
+            return pieces
+
+    paths = _chorale_paths()
+    if limit is not None:
+        paths = paths[:limit]
+    t0 = time.perf_counter()
+    log.info("parsing %d Bach chorales with music21 (once; cached in %s)", len(paths), cache_dir)
+    results = _parse_all([str(p) for p in paths], workers)
+    pieces, skipped = [], 0
+    for path, (tokens, reason) in zip(paths, results):
+        if tokens is None:
+            log.warning("skipping %s: %s", path, reason)
+            skipped += 1
+        else:
+            pieces.append(Piece(path.name, tokens))
+    n_parsed = len(pieces)
+    pieces = _deduplicate(pieces)
+    log.info(
+        "parsed %d chorales in %.1f s: %d skipped, %d duplicates dropped",
+        n_parsed, time.perf_counter() - t0, skipped, n_parsed - len(pieces),
+    )
+    if not pieces:
+        raise CorpusError(f"no usable Bach chorale in music21's corpus ({skipped} skipped)")
+    _write_cache(cache, pieces)
+    return pieces
+
+
+def _cache_name(music21_version: str, limit: int | None) -> str:
+    # The codec's layout is part of the key: new vocabulary, new cache.
+    codec = hashlib.sha1(json.dumps(events.layout(), sort_keys=True).encode()).hexdigest()[:8]
+    suffix = "" if limit is None else f"-first{limit}"
+    return f"{CACHE_VERSION}-music21-{music21_version}-codec-{codec}{suffix}.npz"
+
+
+def _chorale_paths() -> list[Path]:
+    """The chorale files of music21's Bach corpus, one per chorale, sorted by name."""
+    from music21 import corpus
+
+    paths = [Path(p) for p in corpus.getComposer("bach")]
+    paths = [
+        p for p in paths if p.suffix.lower() in SCORE_SUFFIXES and p.name.split(".")[0] not in NOT_CHORALES
+    ]
+    # A few chorales come both as MusicXML and as Humdrum: keep the MusicXML one.
+    xml_stems = {p.stem for p in paths if p.suffix.lower() != ".krn"}
+    paths = [p for p in paths if not (p.suffix.lower() == ".krn" and p.stem in xml_stems)]
+    return sorted(paths, key=lambda p: p.name)
+
+
+def _parse_all(paths: list[str], workers: int) -> list[tuple[np.ndarray | None, str]]:
+    if workers <= 1 or len(paths) < POOL_MIN_FILES:
+        return [_parse_chorale(p) for p in paths]
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    # fork is quick and needs no importable __main__, but must not copy TensorFlow's threads
+    threads = "tensorflow" in sys.modules or "fork" not in multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("spawn" if threads else "fork")
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            return list(pool.map(_parse_chorale, paths, chunksize=8))
+    except BrokenProcessPool as exc:  # e.g. spawn from a script without a __main__ guard
+        log.warning("parsing in one process: the process pool failed (%s)", exc)
+        return [_parse_chorale(p) for p in paths]
+
+
+def _parse_chorale(path: str) -> tuple[np.ndarray | None, str]:
+    """(tokens, "") of one chorale file, or (None, reason); never raises."""
+    try:
+        from music21 import converter
+
+        score = converter.parse(path, forceSource=True)
+        tokens = events.encode_notes(score_notes(score))
+    except Exception as exc:  # music21 raises many kinds on files it cannot read
+        return None, f"music21 cannot read it ({exc or type(exc).__name__})"
+    if not has_notes(tokens):
+        return None, "no notes"
+    return tokens, ""
+
+
+def score_notes(score) -> list[events.Note]:
+    """The notes of a music21 score on our tick grid, tied notes merged into one.
+
+    Offsets are quarter lengths, so a tick is 1/24 of one; tempo marks are
+    ignored (tempo is a playback setting). Grace notes (no duration) are
+    dropped; a chord gives one note per pitch. Repeats are not expanded.
+    """
+    out = []
+    for n in score.stripTies().flatten().notes:
+        ql = Fraction(n.quarterLength)
+        if ql <= 0:
+            continue
+        start = round(Fraction(n.offset) * events.TICKS_PER_BEAT)
+        end = max(round((Fraction(n.offset) + ql) * events.TICKS_PER_BEAT), start + 1)
+        vel = n.volume.velocity or events.DEFAULT_VELOCITY
+        for p in getattr(n, "pitches", ()):
+            out.append(events.Note(start, int(p.midi), end, int(vel)))
+    return sorted(out)
+
+
+def _write_cache(path: Path, pieces: Sequence[Piece]) -> None:
+    """One .npz: names, offsets into one concatenated token array. Written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([len(p.tokens) for p in pieces], dtype=np.int64)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(
+            f,
+            names=np.array([p.name for p in pieces]),
+            offsets=np.concatenate([[0], np.cumsum(lengths)]),
+            tokens=np.concatenate([p.tokens for p in pieces]).astype(np.int32),
+        )
+    os.replace(tmp, path)
+    log.info("cached %d chorales in %s", len(pieces), path)
+
+
+def _read_cache(path: Path) -> list[Piece]:
+    with np.load(path, allow_pickle=False) as z:
+        names, offsets, tokens = z["names"], z["offsets"], z["tokens"]
+    return [Piece(str(n), tokens[a:b]) for n, a, b in zip(names, offsets[:-1], offsets[1:])]
+
+
+# -- splitting and augmentation ---------------------------------------------
+
+
+def split_pieces(
+    pieces: Sequence[Piece],
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+    seed: int = 1234,
+) -> tuple[list[Piece], list[Piece], list[Piece]]:
+    """(train, val, test) by piece: sorted by name, then a seeded permutation.
+
+    Each split gets at least one piece; each comes back sorted by name.
+    """
+    if not (0 < val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 1):
+        raise ValueError(
+            f"val_frac and test_frac must be in (0, 1) with a sum below 1, got {val_frac} and {test_frac}"
+        )
+    n = len(pieces)
+    if n < 3:
+        raise CorpusError(
+            f"at least 3 pieces are needed to split into train, val and test; the corpus has {n}"
+        )
+    ordered = sorted(pieces, key=lambda p: p.name)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = min(max(1, round(n * test_frac)), n - 2)
+    n_val = min(max(1, round(n * val_frac)), n - n_test - 1)
+    test = [ordered[i] for i in perm[:n_test]]
+    val = [ordered[i] for i in perm[n_test : n_test + n_val]]
+    train = [ordered[i] for i in perm[n_test + n_val :]]
+    by_name = lambda ps: sorted(ps, key=lambda p: p.name)  # noqa: E731
+    return by_name(train), by_name(val), by_name(test)
+
+
+def augment(
+    pieces: Iterable[Piece | np.ndarray],
+    transpositions: Iterable[int] = range(-5, 7),
+) -> list[np.ndarray]:
+    """Each piece in each transposition (semitones; 0 is the original), piece by piece.
+
+    Notes pushed off the keyboard fold back by octaves. Apply to training pieces only.
+    """
+    shifts = list(transpositions)
+    return [events.transpose(getattr(p, "tokens", p), s) for p in pieces for s in shifts]
