@@ -301,7 +301,7 @@ def read_midi(path: str | Path) -> mido.MidiFile:
     try:
         return mido.MidiFile(str(path), clip=True)
     except Exception as exc:  # mido raises many kinds on broken files
-        raise MidiFileError(f"{path}: not a readable MIDI file ({exc or type(exc).__name__})") from None
+        raise MidiFileError(f"{path}: not a readable MIDI file ({str(exc) or type(exc).__name__})") from None
 
 
 def file_messages(mid: mido.MidiFile) -> Iterator[tuple[float, mido.Message]]:

@@ -57,7 +57,13 @@ def evaluate(model: keras.Model, pieces: list[np.ndarray], window: int = 512, ch
 
 
 def _eval_fn(model):
-    @tf.function(reduce_retracing=True)
+    if getattr(model, "_cadenza_eval", None) is not None:
+        return model._cadenza_eval
+    hidden = model.get_layer("lstm1").cell.units
+    spec = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.int32),
+            tf.TensorSpec([None, None], tf.bool), [tf.TensorSpec([None, hidden], tf.float32)] * 4]
+
+    @tf.function(input_signature=spec)
     def step(x, y, m, states):
         logits, *new = model([x, *states], training=False)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
@@ -65,6 +71,7 @@ def _eval_fn(model):
         hit = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32)
         return tf.reduce_sum(ce * m), tf.reduce_sum(hit * m), new
 
+    model._cadenza_eval = step
     return step
 
 
@@ -121,6 +128,9 @@ def fit(cfg: TrainConfig, train_pieces, val_pieces, out_dir: Path, progress: boo
                 model.save(best_path)
             else:
                 since_best += 1
+                # halve the step size on a plateau: cheaper than a schedule tuned per corpus
+                opt.learning_rate.assign(opt.learning_rate * 0.5)
+                log.info("learning rate now %.2e", float(opt.learning_rate))
             if since_best >= cfg.patience:
                 hist.stopped = f"early stop: no better validation loss in {cfg.patience} epochs"
                 break

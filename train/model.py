@@ -53,15 +53,20 @@ class ClippedLSTMCell(keras.layers.Layer):
         return dict(super().get_config(), units=self.units, cell_clip=self.cell_clip)
 
 
-def _forget_bias_init(units: int):
+@keras.saving.register_keras_serializable(package="cadenza")
+class ForgetBias(keras.initializers.Initializer):
     """Bias 1 on the forget gate: the usual start that keeps memory early in training."""
 
-    def init(shape, dtype=None):
+    def __init__(self, units: int):
+        self.units = units
+
+    def __call__(self, shape, dtype=None):
         b = np.zeros(shape, dtype="float32")
-        b[units : 2 * units] = 1.0
+        b[self.units : 2 * self.units] = 1.0
         return ops.convert_to_tensor(b, dtype=dtype)
 
-    return init
+    def get_config(self):
+        return {"units": self.units}
 
 
 def build_model(cfg: TrainConfig) -> keras.Model:
@@ -73,7 +78,7 @@ def build_model(cfg: TrainConfig) -> keras.Model:
     outs = []
     for layer in (1, 2):
         x = keras.layers.Dense(
-            4 * H, name=f"lstm{layer}_in", bias_initializer=_forget_bias_init(H)
+            4 * H, name=f"lstm{layer}_in", bias_initializer=ForgetBias(H)
         )(x)
         rnn = keras.layers.RNN(
             ClippedLSTMCell(H, cfg.cell_clip, name=f"lstm{layer}_cell"),
