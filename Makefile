@@ -36,3 +36,38 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(VENV_TFLITE) .pytest_cache build *.egg-info
+
+# ---- Installing on a Raspberry Pi (or any systemd machine) -----------------------------
+# sudo make install: a virtual environment in /opt/cadenza with only the player's
+# dependencies, the unit, the default model and /etc/cadenza/config.toml (kept if present).
+PREFIX ?= /opt/cadenza
+SYSCONFDIR ?= /etc/cadenza
+UNITDIR ?= /etc/systemd/system
+SYSTEMCTL ?= systemctl
+# On 32-bit Pi OS use PI_EXTRA=pi32 (tflite-runtime with numpy < 2; see README).
+PI_EXTRA ?= pi
+
+install:
+	@if [ "$$(id -u)" != 0 ] && [ -z "$(DESTDIR)" ]; then echo "make install: run it as root (sudo make install)"; exit 1; fi
+	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)/venv
+	$(DESTDIR)$(PREFIX)/venv/bin/python -m pip install -q --upgrade pip
+	$(DESTDIR)$(PREFIX)/venv/bin/python -m pip install -q '.[$(PI_EXTRA)]'
+	install -d $(DESTDIR)$(PREFIX)/share $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0644 models/bach.cadenza $(DESTDIR)$(PREFIX)/share/bach.cadenza
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/README.md
+	sed 's|/opt/cadenza|$(PREFIX)|g' systemd/cadenza.service > $(DESTDIR)$(UNITDIR)/cadenza.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cadenza.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/config.toml ]; then \
+	  echo "keeping your $(SYSCONFDIR)/config.toml"; \
+	else install -m 0644 examples/config.toml $(DESTDIR)$(SYSCONFDIR)/config.toml; fi
+	@if [ -z "$(DESTDIR)" ]; then \
+	  $(SYSTEMCTL) daemon-reload && $(SYSTEMCTL) enable --now cadenza.service && \
+	  echo "cadenza is running: journalctl -u cadenza -f"; fi
+
+uninstall:
+	@if [ "$$(id -u)" != 0 ] && [ -z "$(DESTDIR)" ]; then echo "make uninstall: run it as root (sudo make uninstall)"; exit 1; fi
+	-@if [ -z "$(DESTDIR)" ]; then $(SYSTEMCTL) disable --now cadenza.service; fi
+	rm -f $(DESTDIR)$(UNITDIR)/cadenza.service
+	rm -rf $(DESTDIR)$(PREFIX)
+	-@if [ -z "$(DESTDIR)" ]; then $(SYSTEMCTL) daemon-reload; fi
+	@echo "kept $(SYSCONFDIR)/config.toml (delete it by hand if you want it gone)"
