@@ -1,0 +1,709 @@
+"""MIDI ports that survive their devices: opened by name or as virtual ports, reopened when lost.
+
+    backend = open_backend("jack")                  # or "alsa", "", "mido.backends.rtmidi/UNIX_JACK"
+    with OutputPort("fluid", backend) as out, InputPort("keystation", backend) as keys:
+        out.send(mido.Message("note_on", note=60))
+        t, msg = keys.get(timeout=0.1) or (None, None)
+
+Ports are found by a case-insensitive substring of their name ("virtual" opens a
+port of our own: `<client_name>:out` / `<client_name>:in`). A port's device can
+go away (USB unplugged, synth restarted): rtmidi does not tell us, sends to a
+vanished ALSA or JACK port are silently dropped, so each port runs a small
+maintenance thread that checks once a second that its peer is still listed and,
+if not, marks the port lost and reopens it by name when it is back. Sends while
+lost are counted and dropped, never raised. The output sends all-notes-off on
+every (re)open and tracks the notes it left sounding, so no note hangs.
+
+The input's rtmidi callback only stamps (time.monotonic) and queues; everything
+else happens on the caller's thread.
+
+JACK specifics (measured with jackd 1.9.21, python-rtmidi 1.5.8): if the JACK
+server dies, rtmidi's send spins forever once its ring buffer fills and closing
+a dead client after libjack has cleaned it up segfaults. So on JACK the ports
+also watch the server's socket and drop their clients before any new client is
+made (`_JackWatch`). A connection made by jack_connect takes a cycle or two to
+carry data, so a fresh connection waits CONNECT_SETTLE_S before sending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import weakref
+from typing import Callable
+
+import mido
+
+log = logging.getLogger(__name__)
+
+RTMIDI = "mido.backends.rtmidi"
+API_ALIASES = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE", "windows": "WINDOWS_MM"}
+RECONNECT_INTERVAL_S = 1.0  # how often a port checks its peer; a lost synth is back within a second
+CONNECT_SETTLE_S = 0.05  # JACK: a new connection carries data after a cycle or two (21 ms at 1024 frames)
+JACK_GUARD_SENDS = 500  # JACK: check the server inline after this many sends (its ring buffer holds ~2000)
+ALL_CHANNELS = tuple(range(16))
+CC_SUSTAIN, CC_ALL_NOTES_OFF = 64, 123
+
+
+class PortError(Exception):
+    """A port or backend that cannot be opened; the message is one line for the user."""
+
+
+# -- backends and names ------------------------------------------------------
+
+
+def open_backend(name: str | None) -> mido.Backend:
+    """A mido backend by short name (alsa, jack, coremidi, windows), full mido name, or ""/None = auto."""
+    name = (name or "").strip()
+    if not name:
+        full = RTMIDI
+    elif name.lower() in API_ALIASES:
+        full = f"{RTMIDI}/{API_ALIASES[name.lower()]}"
+    elif "." in name:
+        full = name
+    else:
+        raise PortError(f"unknown MIDI backend {name!r}; use one of {', '.join(API_ALIASES)} or a mido backend name")
+    try:
+        backend = mido.Backend(full, load=True)
+    except Exception as e:  # ImportError, or whatever a broken backend module raises
+        raise PortError(f"cannot load MIDI backend {full!r}: {e}") from None
+    if backend.name == RTMIDI and backend.api:
+        import rtmidi
+
+        compiled = [rtmidi.get_api_name(a) for a in rtmidi.get_compiled_api()]
+        if _api_id(backend) not in rtmidi.get_compiled_api():
+            raise PortError(f"this python-rtmidi has no {backend.api} support (it has: {', '.join(compiled)})")
+    return backend
+
+
+def _is_rtmidi(backend) -> bool:
+    return getattr(backend, "name", None) == RTMIDI
+
+
+def _api_id(backend) -> int:
+    import rtmidi
+
+    if not backend.api:
+        return rtmidi.API_UNSPECIFIED
+    api = getattr(rtmidi, f"API_{backend.api}", None)
+    if api is None:
+        raise PortError(f"unknown rtmidi API {backend.api!r}")
+    return api
+
+
+def _is_jack(backend) -> bool:
+    return _is_rtmidi(backend) and backend.api == "UNIX_JACK"
+
+
+def describe_backend(backend) -> str:
+    if _is_rtmidi(backend):
+        return f"rtmidi/{backend.api}" if backend.api else "rtmidi (default API)"
+    return str(getattr(backend, "name", backend))
+
+
+def list_ports(backend) -> tuple[list[str], list[str]]:
+    """(inputs, outputs): ports we can read from (keyboards) and write to (synths). Raises PortError."""
+    if not _is_rtmidi(backend):
+        try:
+            return list(backend.get_input_names()), list(backend.get_output_names())
+        except Exception as e:
+            raise PortError(f"cannot list MIDI ports ({describe_backend(backend)}): {e}") from None
+    import rtmidi
+
+    if _is_jack(backend):
+        _JackWatch.before_new_client()
+    with _quiet_stderr():  # ALSA and libjack print their complaints to fd 2
+        try:
+            probes = [rtmidi.MidiIn(rtapi=_api_id(backend)), rtmidi.MidiOut(rtapi=_api_id(backend))]
+        except Exception as e:
+            raise PortError(_explain(backend, e)) from None
+        try:
+            return probes[0].get_ports(), probes[1].get_ports()
+        finally:
+            for p in probes:
+                p.delete()
+
+
+def format_port_list(backend) -> str:
+    """What `cadenza-play --list-ports` prints; never raises."""
+    head = f"MIDI backend: {describe_backend(backend)}"
+    try:
+        inputs, outputs = list_ports(backend)
+    except PortError as e:
+        return f"{head}\n{e}"
+    lines = [head, "outputs (synths, for --output):"]
+    lines += [f"  {n!r}" for n in outputs] or ["  (none)"]
+    lines += ["inputs (keyboards, for --input):"]
+    lines += [f"  {n!r}" for n in inputs] or ["  (none)"]
+    return "\n".join(lines)
+
+
+def _explain(backend, error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    api = getattr(backend, "api", None)
+    if "JACK" in text or api == "UNIX_JACK":
+        return "no MIDI system: the JACK server is not running (start jackd, or choose another backend)"
+    if "ALSA" in text or api == "LINUX_ALSA":
+        if not os.path.exists("/dev/snd/seq"):
+            return "no MIDI system: the ALSA sequencer is missing (no /dev/snd/seq; load the snd-seq module)"
+        return f"no MIDI system: cannot open the ALSA sequencer ({text}; is this user in the 'audio' group?)"
+    return f"no MIDI system: {text}"
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Hide what C libraries print to fd 2 (for one-shot listings only: it hides every thread's stderr)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def resolve_port(query: str, available: list[str], kind: str = "output") -> str:
+    """The one port whose name contains `query` (any case); an exact match wins. Else PortError."""
+    if query in available:
+        return query
+    q = query.lower()
+    exact = [n for n in available if n.lower() == q]
+    matches = exact or [n for n in available if q in n.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    listed = ", ".join(repr(n) for n in available) or "none"
+    if not matches:
+        raise PortError(f"no MIDI {kind} matches {query!r}; available: {listed}")
+    raise PortError(f"{len(matches)} MIDI {kind}s match {query!r}: {', '.join(map(repr, matches))}; be more specific")
+
+
+def _own(name: str, client_name: str) -> bool:
+    """Is this one of our own ports? (JACK renames a second client "cadenza-01".)"""
+    client = name.split(":", 1)[0]
+    return client == client_name or (client.startswith(client_name + "-") and client[len(client_name) + 1 :].isdigit())
+
+
+def default_output(available: list[str], client_name: str = "cadenza") -> str | None:
+    """The first output that is not a "Through" port nor ours, None if there is none."""
+    for n in available:
+        if "through" not in n.lower() and not _own(n, client_name):
+            return n
+    return None
+
+
+# -- the raw port underneath: rtmidi directly, or any mido backend ----------------------
+
+
+class _RtmidiIO:
+    """One rtmidi object (one ALSA/JACK client) and its one open port."""
+
+    def __init__(self, backend, kind: str, client_name: str, callback=None):
+        import rtmidi
+
+        cls = rtmidi.MidiIn if kind == "input" else rtmidi.MidiOut
+        self.kind, self.api, self.client_name = kind, backend.api, client_name
+        self.jack = _is_jack(backend)
+        self._backend = backend
+        try:
+            self.rt = cls(rtapi=_api_id(backend), name=client_name)
+        except Exception as e:
+            raise PortError(_explain(backend, e)) from None
+        if kind == "input":
+            # Timing messages are wanted (external clock); sysex and active sensing are not.
+            self.rt.ignore_types(sysex=True, timing=False, active_sense=True)
+        self._callback = callback
+
+    def names(self) -> list[str]:
+        return self.rt.get_ports()
+
+    def open(self, name: str | None) -> str:
+        """Open the named peer (None = a virtual port); the name our port is known by."""
+        short = "in" if self.kind == "input" else "out"
+        if self.kind == "input":
+            with contextlib.suppress(Exception):
+                self.rt.cancel_callback()
+            self.rt.set_callback(self._callback)
+        if name is None:
+            before = self._opposite_names()
+            self.rt.open_virtual_port(short)
+            after = self._opposite_names()
+            new = [n for n in after if n not in before and _own(n, self.client_name)]
+            return new[0] if len(new) == 1 else f"{self.client_name}:{short}"
+        names = self.names()
+        if name not in names:
+            raise PortError(f"MIDI {self.kind} {name!r} is gone")
+        self.rt.open_port(names.index(name), short)
+        if self.jack:
+            time.sleep(CONNECT_SETTLE_S)
+        return name
+
+    def _opposite_names(self) -> list[str]:
+        """Ports in the other direction (where our virtual port shows up), via a short-lived client."""
+        import rtmidi
+
+        cls = rtmidi.MidiOut if self.kind == "input" else rtmidi.MidiIn
+        if self.jack:
+            _JackWatch.before_new_client()
+        try:
+            probe = cls(rtapi=_api_id(self._backend), name=f"{self.client_name}-probe")
+        except Exception:
+            return []
+        try:
+            return probe.get_ports()
+        finally:
+            probe.delete()
+
+    def send(self, msg: mido.Message) -> None:
+        self.rt.send_message(msg.bytes())
+
+    def close_port(self) -> None:
+        if self.kind == "input":
+            with contextlib.suppress(Exception):
+                self.rt.cancel_callback()
+        self.rt.close_port()
+
+    def delete(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close_port()
+        self.rt.delete()
+
+
+class _MidoIO:
+    """Any other mido backend (portmidi, or an in-memory one in tests)."""
+
+    jack = False
+
+    def __init__(self, backend, kind: str, client_name: str, callback=None):
+        self.kind, self.client_name, self._backend, self._callback = kind, client_name, backend, callback
+        self.port = None
+
+    def names(self) -> list[str]:
+        b = self._backend
+        return list(b.get_input_names() if self.kind == "input" else b.get_output_names())
+
+    def open(self, name: str | None) -> str:
+        short = "in" if self.kind == "input" else "out"
+        kw = {"virtual": True, "client_name": self.client_name} if name is None else {}
+        if self.kind == "input":
+            kw["callback"] = lambda msg: self._callback((msg.bytes(), 0.0), None)
+            self.port = self._backend.open_input(name or short, **kw)
+        else:
+            self.port = self._backend.open_output(name or short, **kw)
+        return name or f"{self.client_name}:{short}"
+
+    def send(self, msg: mido.Message) -> None:
+        self.port.send(msg)
+
+    def close_port(self) -> None:
+        if self.port is not None:
+            self.port.close()
+            self.port = None
+
+    def delete(self) -> None:
+        self.close_port()
+
+
+# -- JACK server watch -------------------------------------------------------------------------
+
+
+class _JackWatch:
+    """Is the JACK server that our clients live in still the same one?
+
+    jack2 listens on <tmpdir>/jack_<server>_<uid>_0; a connect() there is silent for
+    the server and fails at once when it is gone (even after a SIGKILL left the file).
+    A restarted server has a new socket inode. Where no socket is found (PipeWire's
+    libjack), the watch says "alive" and the port list check is all there is.
+    """
+
+    _lock = threading.Lock()
+    _ports: "weakref.WeakSet[_Port]" = weakref.WeakSet()
+
+    def __init__(self):
+        server = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+        dirs = [d for d in (os.environ.get("JACK_TMPDIR"), "/dev/shm", "/tmp") if d]
+        found = []
+        for d in dirs:
+            found += glob.glob(os.path.join(glob.escape(d), f"jack_{glob.escape(server)}_{os.getuid()}_0"))
+            found += glob.glob(os.path.join(glob.escape(d), f"jack_{glob.escape(server)}_*_0"))
+        self.path = found[0] if found else None
+        self.inode = self._inode()
+
+    def _inode(self) -> int | None:
+        try:
+            return os.stat(self.path).st_ino if self.path else None
+        except OSError:
+            return None
+
+    def alive(self) -> bool:
+        """The server we connected to still runs (False after a restart too)."""
+        if self.path is None:
+            return True
+        if self._inode() != self.inode:
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(self.path)
+                return True
+            except OSError:
+                return False
+
+    @classmethod
+    def server_up(cls) -> bool:
+        w = cls()
+        return w.path is not None and w.alive()
+
+    @classmethod
+    def register(cls, port: "_Port") -> None:
+        with cls._lock:
+            cls._ports.add(port)
+
+    @classmethod
+    def before_new_client(cls) -> None:
+        """Drop every client of a dead server first: libjack frees them when a new client opens."""
+        with cls._lock:
+            ports = list(cls._ports)
+        for p in ports:
+            w = p._jack_watch
+            if w is not None and not w.alive():
+                p._drop_io("the JACK server went away")
+
+
+# -- ports -------------------------------------------------------------------------------------
+
+
+class _Port:
+    kind = "output"
+
+    def __init__(self, query, backend, client_name, reconnect_interval, callback=None):
+        self.query = query
+        self.virtual = query.lower() == "virtual"
+        self.client_name = client_name
+        self.name = ""
+        self.connected = False
+        self.on_reconnect: Callable[["_Port"], None] | None = None
+        self.lost_count = 0  # times the port was lost
+        self._backend = backend
+        self._callback = callback
+        self._lock = threading.RLock()
+        self._io = None
+        self._jack_watch: _JackWatch | None = None
+        self._lost_at = 0.0
+        self._closed = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reconnect_interval = reconnect_interval
+
+    def _start(self) -> None:
+        """Open now (raising PortError when the port is not there), then keep it open."""
+        self._make_io()
+        target = None if self.virtual else self._choose(self._io.names())
+        self._open(target)
+        if self._reconnect_interval > 0:
+            self._thread = threading.Thread(target=self._run, name=f"midi-{self.kind}", daemon=True)
+            self._thread.start()
+
+    def _choose(self, names: list[str]) -> str | None:
+        return resolve_port(self.query, names, self.kind)
+
+    def _make_io(self) -> None:
+        io_cls = _RtmidiIO if _is_rtmidi(self._backend) else _MidoIO
+        if _is_jack(self._backend):
+            _JackWatch.before_new_client()
+        io = io_cls(self._backend, self.kind, self.client_name, self._callback)
+        with self._lock:
+            self._io = io
+        if getattr(io, "jack", False):
+            self._jack_watch = _JackWatch()
+            _JackWatch.register(self)
+
+    def _open(self, target: str | None) -> None:
+        # Senders leave the io alone until `connected`, so it is opened outside the lock.
+        name = self._io.open(target)
+        with self._lock:
+            self.name = name
+            self._on_open()
+            self.connected = True
+        log.info("MIDI %s %s open%s", self.kind, self.name, " (virtual)" if target is None else "")
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.wait(self._reconnect_interval):
+            try:
+                self.maintain()
+                failures = 0
+            except Exception:
+                failures += 1
+                if failures == 1:
+                    log.exception("MIDI %s %s: maintenance failed; retrying", self.kind, self.name or self.query)
+
+    def maintain(self) -> None:
+        """Check the peer is still there; reopen a lost port. The port's thread calls this every second."""
+        if self._closed:
+            return
+        if self._jack_watch is not None and not self._jack_watch.alive():
+            self._drop_io("the JACK server went away")  # first: its clients must not be used again
+        if self.connected:
+            if not self.virtual:
+                with self._lock:
+                    names = self._io.names() if self._io is not None else []
+                if self.name not in names:
+                    self._lose("it vanished")
+            if self.connected:
+                return
+        self._reconnect()
+
+    def _lose(self, why: str) -> None:
+        with self._lock:
+            if not self.connected:
+                return
+            self.connected = False
+            self._lost_at = time.monotonic()
+            self.lost_count += 1
+        log.warning("MIDI %s %s lost (%s); retrying every %g s", self.kind, self.name, why, self._reconnect_interval)
+
+    def _drop_io(self, why: str) -> None:
+        """Forget the whole client (JACK server gone): close it before libjack frees it under us."""
+        self._lose(why)
+        with self._lock:
+            io, self._io, self._jack_watch = self._io, None, None
+        if io is not None:
+            with contextlib.suppress(Exception):
+                io.delete()  # up to 1 s on a dead JACK server: rtmidi waits for a cycle that never comes
+
+    def _reconnect(self) -> None:
+        if self._io is None:
+            if _is_jack(self._backend) and not _JackWatch.server_up():
+                return
+            self._make_io()
+        else:
+            with contextlib.suppress(Exception):
+                self._io.close_port()  # here, not in _lose: that may run on the sender's thread
+        with self._lock:
+            names = self._io.names()
+        if self.virtual:
+            target = None
+        elif self.name in names:
+            target = self.name
+        else:
+            try:
+                target = self._choose(names)
+            except PortError:
+                return  # not back yet (or ambiguous): try again next time
+        self._open(target)
+        log.info("MIDI %s %s back after %.1f s", self.kind, self.name, time.monotonic() - self._lost_at)
+        if self.on_reconnect is not None:
+            try:
+                self.on_reconnect(self)
+            except Exception:
+                log.exception("on_reconnect callback failed")
+
+    def _on_open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """Close the port; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._before_close()
+        with self._lock:
+            io, self._io = self._io, None
+            self.connected = False
+        if io is not None:
+            with contextlib.suppress(Exception):
+                io.delete()
+
+    def _before_close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "lost" if not self._closed else "closed"
+        return f"<{type(self).__name__} {self.name or self.query!r} {state}>"
+
+
+class OutputPort(_Port):
+    """An output by name substring, "virtual", or "" (first non-Through output, else virtual).
+
+    send() never raises. It tracks the notes it leaves sounding (per channel, note);
+    every (re)open and close silences them, and then CC 123 (all notes off) and CC 64
+    (sustain off) on each channel used. `on_reconnect(port)` runs on the port's
+    thread after a reopen (to resend a program change, say).
+    """
+
+    kind = "output"
+
+    def __init__(self, query: str, backend, client_name: str = "cadenza", *,
+                 silence_channels=ALL_CHANNELS, reconnect_interval: float = RECONNECT_INTERVAL_S):
+        super().__init__(query or "", backend, client_name, reconnect_interval)
+        self.dropped = 0  # messages sent while the port was lost (or that failed)
+        self.sent = 0
+        self._sounding: set[tuple[int, int]] = set()  # (channel 0..15, note)
+        self._channels_used: set[int] = set(silence_channels)
+        self._sends_since_check = 0
+        self._start()
+
+    def _choose(self, names: list[str]) -> str | None:
+        if self.query:
+            return resolve_port(self.query, names, self.kind)
+        found = default_output(names, self.client_name)
+        if found is None:
+            log.info("no MIDI output found; opening a virtual one")
+            self.virtual = True
+        return found
+
+    def send(self, msg: mido.Message) -> bool:
+        """Send, or count a drop when the port is lost; True when it went out. Never raises."""
+        why = None
+        with self._lock:
+            ok = self.connected and self._io is not None
+            if ok and self._jack_watch is not None:
+                self._sends_since_check += 1
+                if self._sends_since_check > JACK_GUARD_SENDS:
+                    self._sends_since_check = 0
+                    if not self._jack_watch.alive():  # a send to a dead server would hang
+                        ok, why = False, "the JACK server went away"
+            if ok:
+                try:
+                    self._io.send(msg)
+                except Exception as e:
+                    ok, why = False, f"send failed: {e}"
+            if ok:
+                self.sent += 1
+            else:
+                self.dropped += 1
+            self._track(msg, sent=ok)
+        if why is not None:
+            self._lose(why)
+        return ok
+
+    def _track(self, msg: mido.Message, sent: bool) -> None:
+        t = msg.type
+        if t == "note_on" and msg.velocity > 0:
+            if sent:
+                self._sounding.add((msg.channel, msg.note))
+                self._channels_used.add(msg.channel)
+        elif t in ("note_off", "note_on"):
+            if sent:  # a lost note-off leaves the note in the set: the reopen silences it
+                self._sounding.discard((msg.channel, msg.note))
+        elif t == "control_change" and msg.control in (120, CC_ALL_NOTES_OFF) and sent:
+            self._sounding = {(c, n) for c, n in self._sounding if c != msg.channel}
+        elif t == "reset" and sent:
+            self._sounding.clear()
+
+    def sounding(self) -> frozenset[tuple[int, int]]:
+        """The (channel, note) pairs switched on and not yet off; channels 0..15."""
+        with self._lock:
+            return frozenset(self._sounding)
+
+    def all_notes_off(self) -> int:
+        """Note-off for every sounding note, then CC 123 and CC 64 off per channel used; messages sent."""
+        with self._lock:
+            notes = sorted(self._sounding)
+            channels = sorted(self._channels_used | {c for c, _ in notes})
+        n = 0
+        for channel, note in notes:
+            n += self.send(mido.Message("note_off", channel=channel, note=note, velocity=0))
+        for channel in channels:
+            n += self.send(mido.Message("control_change", channel=channel, control=CC_ALL_NOTES_OFF, value=0))
+            n += self.send(mido.Message("control_change", channel=channel, control=CC_SUSTAIN, value=0))
+        with self._lock:
+            if self.connected:
+                self._sounding.clear()
+        return n
+
+    def _on_open(self) -> None:
+        # Under the lock, before anyone else may send: whatever the synth still holds is silenced.
+        notes = sorted(self._sounding)
+        msgs = [mido.Message("note_off", channel=c, note=n, velocity=0) for c, n in notes]
+        for c in sorted(self._channels_used | {c for c, _ in notes}):
+            msgs.append(mido.Message("control_change", channel=c, control=CC_ALL_NOTES_OFF, value=0))
+            msgs.append(mido.Message("control_change", channel=c, control=CC_SUSTAIN, value=0))
+        try:
+            for m in msgs:
+                self._io.send(m)
+            self.sent += len(msgs)
+        except Exception as e:
+            log.warning("MIDI output %s: all-notes-off failed: %s", self.name, e)
+        self._sounding.clear()
+
+    def _before_close(self) -> None:
+        if self.connected:
+            self.all_notes_off()
+
+
+class InputPort(_Port):
+    """An input by name substring, "virtual", or None/"none" (no input: get() just waits).
+
+    The rtmidi callback stamps each message with time.monotonic() and queues it;
+    a full queue drops (counted in `dropped`), bytes mido cannot parse are counted
+    in `malformed`. MIDI clock, start, stop and continue come through; sysex and
+    active sensing are filtered out by rtmidi.
+    """
+
+    kind = "input"
+
+    def __init__(self, query: str | None, backend, client_name: str = "cadenza", queue_size: int = 4096, *,
+                 reconnect_interval: float = RECONNECT_INTERVAL_S):
+        self.dropped = 0
+        self.malformed = 0
+        self.received = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.enabled = bool(query) and query.lower() != "none"
+        super().__init__(query or "none", backend, client_name, reconnect_interval, callback=self._on_midi)
+        if self.enabled:
+            self._start()
+
+    def _on_midi(self, event, data=None) -> None:
+        # rtmidi's thread: stamp first, never block, never raise.
+        t = time.monotonic()
+        try:
+            msg = mido.Message.from_bytes(event[0])
+        except Exception:
+            self.malformed += 1
+            return
+        try:
+            self._queue.put_nowait((t, msg))
+            self.received += 1
+        except queue.Full:
+            self.dropped += 1
+        except Exception:
+            self.malformed += 1
+
+    def get(self, timeout: float | None = None) -> tuple[float, mido.Message] | None:
+        """The next (t_monotonic, message), or None after `timeout` seconds."""
+        try:
+            return self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def drain(self) -> list[tuple[float, mido.Message]]:
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def maintain(self) -> None:
+        if self.enabled:
+            super().maintain()
