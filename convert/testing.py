@@ -41,15 +41,16 @@ def synthetic_corpus(folder: Path, n_pieces: int = 8, seed: int = 0) -> Path:
     return folder
 
 
-def tiny_run(root: Path, seed: int = 0, weight_scale: float = 3.0) -> Path:
-    """A run directory as cadenza-train leaves it, with a tiny random model."""
+def tiny_run(root: Path, seed: int = 0, weight_scale: float = 3.0, preset: str = "tiny", sizes: dict | None = None,
+             name: str = "tiny") -> Path:
+    """A run directory as cadenza-train leaves it, with a random model (tiny unless `preset`/`sizes` say)."""
     from train.config import make_config
     from train.model import build_model
 
-    run_dir = root / "runs" / "tiny"
+    run_dir = root / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)
     corpus = synthetic_corpus(root / "corpus", seed=seed)
-    cfg = make_config("tiny", corpus=str(corpus), **TINY)
+    cfg = make_config(preset, corpus=str(corpus), **(TINY if sizes is None and preset == "tiny" else sizes or {}))
     model = build_model(cfg)
     rng = np.random.default_rng(seed)
     model.set_weights([(rng.standard_normal(w.shape) * weight_scale / np.sqrt(w.shape[0] if w.ndim > 1 else 10)

@@ -194,3 +194,25 @@ def test_cli_damaged_model_is_one_line_exit_2(conv, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.keras" in err[0] and "cannot load" in err[0]
     assert not (tmp_path / "x.cadenza").exists()
+
+
+FAKE_COMPILER = """#!/bin/sh
+# stands in for edgetpu_compiler: -s -o OUTDIR MODEL -> OUTDIR/NAME_edgetpu.tflite and a log
+out="$3"; model="$4"; name=$(basename "$model" .tflite)
+cp "$model" "$out/${name}_edgetpu.tflite"
+echo "Edge TPU Compiler version 16.0 (stand-in)"
+echo "Model successfully compiled but not all operations are supported by the Edge TPU."
+"""
+
+
+def test_with_a_compiler_the_edgetpu_model_goes_into_the_bundle(conv, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "edgetpu_compiler").write_text(FAKE_COMPILER)
+    (bin_dir / "edgetpu_compiler").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    report, said = {}, []
+    section, compiled = build_mod._edgetpu(conv.edgetpu_input.read_bytes(), report, tmp_path / "b.cadenza", said.append)
+    assert compiled == conv.edgetpu_input.read_bytes()
+    assert "stand-in" in report["edgetpu"]["compiler_log"] and report["edgetpu"]["compiled"] is True
+    assert "onehot" in section["inputs"] and "stand-in" in section["compiler_log"]
