@@ -460,3 +460,29 @@ def test_jack_server_death_neither_hangs_nor_crashes(jack_server):
     lines = r.stdout.splitlines()
     assert lines[0].split()[2:] == ["lost", "True", "dropped", lines[0].split()[-1]] and int(lines[0].split()[-1]) > 4000
     assert lines[1:] == ["input lost True", "back True True True", "delivered True", "done"]
+
+
+@pytest.mark.jack
+def test_bench_receiver_stamps_comparable_times(jack, tmp_path):
+    out_file = tmp_path / "recv.jsonl"
+    with OutputPort("virtual", jack, client_name="cadenza-bench") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "receiver.py"), "--port", out.name,
+                                 "--out", str(out_file), "--duration", "1.5"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().startswith("READY cadenza-bench:out")
+            sent = []
+            for i in range(20):
+                sent.append(time.monotonic_ns())
+                out.send(mido.Message("note_on", note=50 + i, velocity=64))
+                time.sleep(0.005)
+            out.send(mido.Message("clock"))
+            assert proc.wait(timeout=10) == 0, proc.stderr.read()
+        finally:
+            proc.kill()
+    import json
+
+    lines = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [r["data"] for r in lines] == [[0x90, 50 + i, 64] for i in range(20)] + [[0xF8]]
+    lat_ms = [(r["t_ns"] - s) / 1e6 for r, s in zip(lines, sent)]
+    assert all(0 < x < 50 for x in lat_ms), lat_ms
