@@ -33,6 +33,7 @@ import logging
 import os
 import queue
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -59,10 +60,16 @@ class PortError(Exception):
 
 
 def open_backend(name: str | None) -> mido.Backend:
-    """A mido backend by short name (alsa, jack, coremidi, windows), full mido name, or ""/None = auto."""
+    """A mido backend by short name (alsa, jack, coremidi, windows), full mido name, or ""/None = auto.
+
+    Auto is rtmidi's default API (ALSA on Linux), except on a Linux without an ALSA
+    sequencer where a JACK server is running: then JACK.
+    """
     name = (name or "").strip()
     if not name:
         full = RTMIDI
+        if sys.platform.startswith("linux") and not os.path.exists("/dev/snd/seq") and _JackWatch.server_up():
+            full = f"{RTMIDI}/UNIX_JACK"  # no ALSA sequencer here (a container, say), but JACK runs
     elif name.lower() in API_ALIASES:
         full = f"{RTMIDI}/{API_ALIASES[name.lower()]}"
     elif "." in name:
@@ -320,6 +327,9 @@ class _MidoIO:
 class _JackWatch:
     """Is the JACK server that our clients live in still the same one?
 
+    Class-level state on purpose: libjack's own state is per process (a new client
+    frees the dead clients of every port), so the ports must coordinate per process.
+
     jack2 listens on <tmpdir>/jack_<server>_<uid>_0; a connect() there is silent for
     the server and fails at once when it is gone (even after a SIGKILL left the file).
     A restarted server has a new socket inode. Where no socket is found (PipeWire's
@@ -395,7 +405,8 @@ class _Port:
         self.lost_count = 0  # times the port was lost
         self._backend = backend
         self._callback = callback
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the io for senders; held only briefly
+        self._maintain_lock = threading.Lock()  # one maintain() at a time (thread or caller)
         self._io = None
         self._jack_watch: _JackWatch | None = None
         self._lost_at = 0.0
@@ -407,8 +418,15 @@ class _Port:
     def _start(self) -> None:
         """Open now (raising PortError when the port is not there), then keep it open."""
         self._make_io()
-        target = None if self.virtual else self._choose(self._io.names())
-        self._open(target)
+        try:
+            target = None if self.virtual else self._choose(self._io.names())
+            self._open(target)
+        except BaseException:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                self._io.delete()  # no client left behind in aconnect / jack_lsp
+            self._io = None
+            raise
         if self._reconnect_interval > 0:
             self._thread = threading.Thread(target=self._run, name=f"midi-{self.kind}", daemon=True)
             self._thread.start()
@@ -449,8 +467,11 @@ class _Port:
 
     def maintain(self) -> None:
         """Check the peer is still there; reopen a lost port. The port's thread calls this every second."""
-        if self._closed:
-            return
+        with self._maintain_lock:
+            if not self._closed:
+                self._maintain()
+
+    def _maintain(self) -> None:
         if self._jack_watch is not None and not self._jack_watch.alive():
             self._drop_io("the JACK server went away")  # first: its clients must not be used again
         if self.connected:

@@ -27,7 +27,7 @@ def test_open_backend_names():
     assert open_backend("ALSA").api == "LINUX_ALSA"
     assert open_backend("mido.backends.rtmidi/UNIX_JACK").api == "UNIX_JACK"
     auto = open_backend("")
-    assert auto.name == "mido.backends.rtmidi" and not auto.api
+    assert auto.name == "mido.backends.rtmidi"
     assert open_backend(None).name == "mido.backends.rtmidi"
     for bad, why in [("fluidsynth", "unknown MIDI backend"), ("mido.backends.nope", "cannot load"),
                      ("mido.backends.rtmidi/NOPE", "NOPE")]:
@@ -270,6 +270,12 @@ def _wait(pred, timeout=3.0) -> float:
         assert time.monotonic() - t0 < timeout, "timed out"
         time.sleep(0.005)
     return time.monotonic() - t0
+
+
+@pytest.mark.jack
+@pytest.mark.skipif(os.path.exists("/dev/snd/seq"), reason="with an ALSA sequencer, auto means ALSA")
+def test_auto_backend_is_jack_without_alsa(jack_server):
+    assert open_backend("").api == "UNIX_JACK"
 
 
 @pytest.mark.jack
