@@ -56,6 +56,10 @@ class PortError(Exception):
     """A port or backend that cannot be opened; the message is one line for the user."""
 
 
+class PortNotFound(PortError):
+    """No port matches the name asked for (yet: `wait=True` waits for it)."""
+
+
 # -- backends and names ------------------------------------------------------
 
 
@@ -191,7 +195,7 @@ def resolve_port(query: str, available: list[str], kind: str = "output") -> str:
         return matches[0]
     listed = ", ".join(repr(n) for n in available) or "none"
     if not matches:
-        raise PortError(f"no MIDI {kind} matches {query!r}; available: {listed}")
+        raise PortNotFound(f"no MIDI {kind} matches {query!r}; available: {listed}")
     raise PortError(f"{len(matches)} MIDI {kind}s match {query!r}: {', '.join(map(repr, matches))}; be more specific")
 
 
@@ -395,8 +399,9 @@ class _JackWatch:
 class _Port:
     kind = "output"
 
-    def __init__(self, query, backend, client_name, reconnect_interval, callback=None):
+    def __init__(self, query, backend, client_name, reconnect_interval, callback=None, wait=False):
         self.query = query
+        self.wait = wait
         self.virtual = query.lower() == "virtual"
         self.client_name = client_name
         self.name = ""
@@ -419,8 +424,15 @@ class _Port:
         """Open now (raising PortError when the port is not there), then keep it open."""
         self._make_io()
         try:
-            target = None if self.virtual else self._choose(self._io.names())
-            self._open(target)
+            try:
+                target = None if self.virtual else self._choose(self._io.names())
+            except PortNotFound as e:
+                if not self.wait:
+                    raise
+                log.warning("%s; waiting for it", e)
+                self._lost_at = time.monotonic()
+            else:
+                self._open(target)
         except BaseException:
             self._closed = True
             with contextlib.suppress(Exception):
@@ -567,15 +579,18 @@ class OutputPort(_Port):
 
     send() never raises. It tracks the notes it leaves sounding (per channel, note);
     every (re)open and close silences them, and then CC 123 (all notes off) and CC 64
-    (sustain off) on each channel used. `on_reconnect(port)` runs on the port's
-    thread after a reopen (to resend a program change, say).
+    (sustain off) on each channel used (all 16 at first, `silence_channels`).
+    A name that matches no port raises PortNotFound, unless `wait`: then the port
+    starts lost and opens when the port appears (a synth that starts after us).
+    `on_reconnect(port)` runs on the port's thread after every reopen, and when a
+    waited-for port first opens (to resend a program change, say).
     """
 
     kind = "output"
 
-    def __init__(self, query: str, backend, client_name: str = "cadenza", *,
+    def __init__(self, query: str, backend, client_name: str = "cadenza", *, wait: bool = False,
                  silence_channels=ALL_CHANNELS, reconnect_interval: float = RECONNECT_INTERVAL_S):
-        super().__init__(query or "", backend, client_name, reconnect_interval)
+        super().__init__(query or "", backend, client_name, reconnect_interval, wait=wait)
         self.dropped = 0  # messages sent while the port was lost (or that failed)
         self.sent = 0
         self._sounding: set[tuple[int, int]] = set()  # (channel 0..15, note)
@@ -678,19 +693,20 @@ class InputPort(_Port):
     The rtmidi callback stamps each message with time.monotonic() and queues it;
     a full queue drops (counted in `dropped`), bytes mido cannot parse are counted
     in `malformed`. MIDI clock, start, stop and continue come through; sysex and
-    active sensing are filtered out by rtmidi.
+    active sensing are filtered out by rtmidi. `wait` and `on_reconnect` as for
+    OutputPort.
     """
 
     kind = "input"
 
     def __init__(self, query: str | None, backend, client_name: str = "cadenza", queue_size: int = 4096, *,
-                 reconnect_interval: float = RECONNECT_INTERVAL_S):
+                 wait: bool = False, reconnect_interval: float = RECONNECT_INTERVAL_S):
         self.dropped = 0
         self.malformed = 0
         self.received = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.enabled = bool(query) and query.lower() != "none"
-        super().__init__(query or "none", backend, client_name, reconnect_interval, callback=self._on_midi)
+        super().__init__(query or "none", backend, client_name, reconnect_interval, callback=self._on_midi, wait=wait)
         if self.enabled:
             self._start()
 

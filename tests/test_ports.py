@@ -209,6 +209,29 @@ def test_output_missing_at_start_is_a_port_error():
         OutputPort("fluid", FakeBackend("Midi Through:0"), reconnect_interval=0)
 
 
+def test_wait_for_a_port_that_comes_later():
+    b = FakeBackend("Midi Through:0")
+    with pytest.raises(ports.PortNotFound):
+        OutputPort("synth", b, reconnect_interval=0)
+    out = OutputPort("synth", b, wait=True, reconnect_interval=0)
+    opened = []
+    out.on_reconnect = opened.append
+    assert not out.connected and not out.send(mido.Message("program_change", program=5))
+    out.maintain()
+    assert not out.connected
+    b.present.append("synth:in")
+    out.maintain()
+    assert out.connected and out.name == "synth:in" and opened == [out]
+    assert len(b.opened[0].sent) == CC_SILENCE
+    out.close()
+    keys = InputPort("keys", b, wait=True, reconnect_interval=0)
+    assert not keys.connected
+    b.present.append("keys:out")
+    keys.maintain()
+    assert keys.connected and keys.name == "keys:out"
+    keys.close()
+
+
 def test_output_reconnect_thread():
     b = FakeBackend("synth:in")
     out = OutputPort("synth", b, reconnect_interval=0.02)
