@@ -1,0 +1,124 @@
+"""Live controls: the CC map, and the router that takes every input message where it goes.
+
+A knob (CC value 0..127) maps to a setting:
+
+    temperature   0.05 .. 2.0, linear (64 ~ 1.0)
+    tempo         40 .. 240 BPM, linear (internal clock only)
+    mode          0-42 call-response, 43-85 duet, 86-127 solo
+    answer_bars   1 .. 16
+    panic         value >= 64: every note off, the model stops (and listens again)
+    phrase_end    value >= 64: the phrase is over, answer now
+
+CC 64 (sustain) is always read: releasing it ends a phrase when sustain_ends_phrase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable
+
+import mido
+
+from player.steering import MODES, SUSTAIN
+
+log = logging.getLogger(__name__)
+
+TEMPERATURE_RANGE = (0.05, 2.0)
+TEMPO_RANGE = (40.0, 240.0)
+NOTE_TYPES = ("note_on", "note_off")
+THRU_TYPES = ("note_on", "note_off", "control_change", "pitchwheel", "aftertouch", "polytouch", "program_change")
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlMap:
+    """CC numbers (None: not mapped)."""
+
+    temperature: int | None = None
+    tempo: int | None = None
+    mode: int | None = None
+    answer_bars: int | None = None
+    panic: int | None = None
+    phrase_end: int | None = None
+    sustain_ends_phrase: bool = True
+
+    @classmethod
+    def from_settings(cls, controls) -> "ControlMap":
+        def cc(name):
+            v = getattr(controls, name, None)
+            return None if v is None or isinstance(v, bool) or int(v) < 0 else int(v)
+
+        return cls(cc("temperature"), cc("tempo"), cc("mode"), cc("answer_bars"), cc("panic"),
+                   cc("phrase_end"), bool(getattr(controls, "sustain_ends_phrase", True)))
+
+    def interpret(self, control: int, value: int) -> tuple[str, object] | None:
+        """(setting, new value) for a CC, or None when the CC is not mapped."""
+        v = min(max(int(value), 0), 127) / 127.0
+        if control == self.temperature:
+            lo, hi = TEMPERATURE_RANGE
+            return "temperature", round(lo + v * (hi - lo), 3)
+        if control == self.tempo:
+            lo, hi = TEMPO_RANGE
+            return "tempo", round(lo + v * (hi - lo), 1)
+        if control == self.mode:
+            return "mode", MODES[min(int(value) * len(MODES) // 128, len(MODES) - 1)]
+        if control == self.answer_bars:
+            return "answer_bars", 1 + int(value) * 16 // 128
+        if control == self.panic:
+            return ("panic", True) if value >= 64 else None
+        if control == self.phrase_end:
+            return ("phrase_end", True) if value >= 64 else None
+        return None
+
+
+class InputRouter:
+    """Takes (t, msg, tick) from the scheduler: thru, controls, the conductor."""
+
+    def __init__(self, scheduler, controls: ControlMap, *, thru: bool = False, input_channel: int | None = None,
+                 on_change: Callable[[str, object], None] | None = None) -> None:
+        self.scheduler = scheduler
+        self.controls = controls
+        self.thru = thru
+        self.input_channel = input_channel  # 0..15, None: every channel
+        self.on_change = on_change
+
+    def __call__(self, t: float, msg: mido.Message, tick: float) -> None:
+        sch = self.scheduler
+        channel = getattr(msg, "channel", None)
+        if channel is not None and self.input_channel is not None and channel != self.input_channel:
+            return
+        if self.thru and msg.type in THRU_TYPES:
+            sch.sink.send(msg.copy(channel=sch.engine.channel))
+        if msg.type in NOTE_TYPES:
+            sch.conductor.note(msg, tick)
+        elif msg.type == "control_change":
+            if msg.control == SUSTAIN:
+                sch.conductor.sustain(msg.value, tick)
+            change = self.controls.interpret(msg.control, msg.value)
+            if change is not None:
+                self.apply(*change, t=t, tick=tick)
+
+    def apply(self, name: str, value, t: float, tick: float) -> None:
+        sch = self.scheduler
+        cond = sch.conductor
+        if name == "temperature":
+            sch.engine.sampler.temperature = float(value)
+        elif name == "tempo":
+            if sch.timebase.external:
+                log.info("tempo CC ignored: following an external clock")
+                return
+            sch.timebase.set_tempo(float(value), t)
+        elif name == "mode":
+            if cond.set_mode(str(value), tick):
+                sch.silence()
+        elif name == "answer_bars":
+            cond.answer_bars = int(value)
+        elif name == "panic":
+            log.info("panic: all notes off")
+            cond.panic(tick)
+            sch.silence()
+        elif name == "phrase_end":
+            cond.end_phrase(tick)
+        log.debug("control %s = %s", name, value)
+        if self.on_change is not None:
+            self.on_change(name, value)

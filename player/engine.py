@@ -1,0 +1,295 @@
+"""The engine: the model's state, sampling, and tokens turned into timed note messages.
+
+It knows no ports and no seconds, only ticks (24 per beat). One token stream
+goes through the model for the whole session: its own sampled tokens and the
+keyboard's (encoded with the shared StreamEncoder), merged in time order, so the
+state has heard everything that sounded.
+
+The engine runs ahead of the present (the scheduler's lookahead). Before each
+token it generates it keeps a checkpoint (model state, decoder, cursor), so when
+the keyboard plays at a tick the engine has already passed, it rolls back to
+that tick, drops the planned messages that have not been sent, feeds the
+keyboard's tokens and goes on from there: nothing sent is ever taken back, and
+nothing unsent is played against a state that missed the keyboard.
+
+    eng = Engine(model, Sampler(seed=1))
+    eng.start(0)                    # START; the model listens from tick 0
+    eng.play(0)                     # generate from tick 0 on
+    eng.generate()                  # one token; its messages go to eng.planned
+    eng.pop_due(tick)               # messages whose tick has come
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import deque
+
+import mido
+import numpy as np
+
+from player import events as ev
+from player.events import TimedMessage
+
+log = logging.getLogger(__name__)
+
+LEAD_IN_GUARD = 8  # tokens without a note before the lead-in allows only NOTE_ON
+MAX_TOKENS_PER_TICK = 48  # a model stuck on one tick is made to move on (a SHIFT only)
+
+
+def _masks(vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """[V] bool: tokens the model may play; the same without SHIFT/NOTE_OFF; NOTE_ON only; SHIFT only."""
+    ids = np.arange(vocab)
+    normal = (ids != ev.PAD) & (ids != ev.START) & (ids < ev.VOCAB_SIZE)
+    shift = (ids >= ev.SHIFT_BASE) & (ids < ev.VELOCITY_BASE)
+    off = (ids >= ev.NOTE_OFF_BASE) & (ids < ev.SHIFT_BASE)
+    on = (ids >= ev.NOTE_ON_BASE) & (ids < ev.NOTE_OFF_BASE)
+    return normal, normal & ~shift & ~off, on, shift
+
+
+def is_shift(t: int) -> bool:
+    return ev.SHIFT_BASE <= t < ev.VELOCITY_BASE
+
+
+def shift_ticks(t: int) -> int:
+    return t - ev.SHIFT_BASE + 1
+
+
+@dataclasses.dataclass
+class _Checkpoint:
+    cursor: int
+    state: tuple
+    logits: np.ndarray
+    decoder: tuple  # (tick, velocity, sounding)
+    velocity_bin: int | None
+    produced: int  # messages planned before this point
+    playing: bool
+    limit: int | None
+    lead_in: int  # tokens sampled in the lead-in so far, -1 when none
+    last_event_tick: int
+    history: int
+
+
+class Engine:
+    """Owns the model state and the sounding notes; turns tokens into TimedMessages."""
+
+    def __init__(self, model, sampler, channel: int = 0, rest_limit: int = 8 * 4 * ev.TICKS_PER_BEAT,
+                 keep_history: bool = False) -> None:
+        self.model = model
+        self.sampler = sampler
+        self.decoder = ev.StreamDecoder(channel=channel)
+        self.encoder = ev.StreamEncoder()
+        self.rest_limit = rest_limit  # a longer silence before a phrase starts a new piece
+        self._normal, self._lead, self._on_only, self._shift_only = _masks(int(model.vocab_size))
+        self._same_tick = 0  # tokens generated at the cursor without time moving
+        self.cursor = 0  # the tick the model's stream has reached
+        self.logits: np.ndarray | None = None  # [V] for the next token
+        self.planned: deque[TimedMessage] = deque()  # decided, not yet sent, tick order
+        self.produced = 0  # messages ever planned
+        self.taken = 0  # messages ever popped by the scheduler
+        self.velocity_bin: int | None = None  # in force in the merged stream
+        self.playing = False
+        self.limit: int | None = None  # stop generating at this tick (end of an answer)
+        self.lead_in = -1  # >= 0 while leading SHIFTs are dropped (start of an answer)
+        self.last_event_tick = 0  # last note event heard or played
+        self.keep_history = keep_history
+        self.history: list[tuple[str, int, int]] = []  # (origin, tick, token) when kept
+        self._cps: list[_Checkpoint] = []
+        self.steps = 0
+
+    # -- the stream -----------------------------------------------------------
+
+    @property
+    def channel(self) -> int:
+        return self.decoder.channel
+
+    @channel.setter
+    def channel(self, ch: int) -> None:
+        self.decoder.channel = ch
+
+    @property
+    def sounding(self) -> dict[int, int]:
+        return self.decoder.sounding
+
+    def start(self, tick: int = 0) -> None:
+        """Begin a new piece at `tick`: fresh state primed with START, nothing sounding."""
+        self.model.reset()
+        self._cps.clear()
+        self.cursor = int(tick)
+        self.decoder.tick = self.cursor
+        self.decoder.sounding.clear()
+        self.decoder.velocity = ev.DEFAULT_VELOCITY
+        self.velocity_bin = None
+        self.encoder.reset(self.cursor)
+        self.last_event_tick = self.cursor
+        self._feed(ev.START, "start")
+
+    def _feed(self, tok: int, origin: str) -> None:
+        self.logits = self.model.step(tok)
+        self.steps += 1
+        if self.keep_history:
+            self.history.append((origin, self.cursor, tok))
+        if is_shift(tok):
+            self._plan(self.decoder.feed(tok))  # notes reaching their length limit
+            self.cursor += shift_ticks(tok)
+        elif ev.VELOCITY_BASE <= tok < ev.VOCAB_SIZE:
+            self.velocity_bin = tok - ev.VELOCITY_BASE
+            if origin != "model":  # the velocity in force is the stream's, whoever set it
+                self.decoder.velocity = ev.bin_to_velocity(self.velocity_bin)
+        elif tok != ev.START:
+            self.last_event_tick = self.cursor
+
+    def _plan(self, msgs: list[TimedMessage]) -> None:
+        self.planned.extend(msgs)
+        self.produced += len(msgs)
+
+    def _checkpoint(self) -> None:
+        d = self.decoder
+        self._cps.append(_Checkpoint(
+            self.cursor, self.model.get_state(), self.logits, (d.tick, d.velocity, dict(d.sounding)),
+            self.velocity_bin, self.produced, self.playing, self.limit, self.lead_in,
+            self.last_event_tick, len(self.history)))
+
+    def _move_to(self, tick: int, origin: str, checkpoint: bool) -> None:
+        """Silence up to `tick`, as SHIFT tokens."""
+        while self.cursor < tick:
+            if checkpoint:
+                self._checkpoint()
+            self._feed(ev.shift(min(ev.MAX_SHIFT, tick - self.cursor)), origin)
+
+    def rollback(self, tick: float) -> int:
+        """Undo unsent tokens after `tick` (as far as sent messages allow); returns the cursor."""
+        tick = int(tick)
+        if tick >= self.cursor:
+            return self.cursor
+        valid = [i for i, cp in enumerate(self._cps) if cp.produced >= self.taken]
+        if not valid:
+            return self.cursor
+        before = [i for i in valid if self._cps[i].cursor <= tick]
+        i = before[-1] if before else valid[0]
+        cp = self._cps[i]
+        del self._cps[i:]
+        self.model.set_state(cp.state)
+        self.logits = cp.logits
+        self.cursor = cp.cursor
+        self.decoder.tick, self.decoder.velocity, sounding = cp.decoder
+        self.decoder.sounding = dict(sounding)
+        self.velocity_bin = cp.velocity_bin
+        while self.produced > cp.produced:
+            self.planned.pop()
+            self.produced -= 1
+        self.playing, self.limit, self.lead_in = cp.playing, cp.limit, cp.lead_in
+        self.last_event_tick = cp.last_event_tick
+        del self.history[cp.history:]
+        return self.cursor
+
+    # -- listening --------------------------------------------------------------
+
+    def hear(self, msg: mido.Message, tick: float) -> None:
+        """A keyboard message at `tick` (float ticks; the encoder puts it on the grid)."""
+        t0 = self.encoder.emitted_tick
+        self.encoder.velocity_bin = self.velocity_bin
+        self._insert(self.encoder.feed(msg, tick), t0)
+
+    def listen(self, now_tick: float) -> None:
+        """Time has reached `now_tick`: the keyboard's finished ticks go into the state."""
+        t0 = self.encoder.emitted_tick
+        self.encoder.velocity_bin = self.velocity_bin
+        self._insert(self.encoder.advance(now_tick), t0)
+        # Not playing: the model hears the silence as it passes, a whole SHIFT at a time,
+        # up to rest_limit (after which the next phrase begins a new piece).
+        if not self.playing and not self.sounding:
+            target = int(now_tick) - 2  # stay behind the encoder's open tick
+            while target - self.cursor >= ev.MAX_SHIFT and self.cursor - self.last_event_tick < self.rest_limit:
+                self._checkpoint()
+                self._feed(ev.shift(ev.MAX_SHIFT), "rest")
+
+    def _insert(self, tokens: list[int], t0: int) -> None:
+        t = t0
+        for tok in tokens:
+            if is_shift(tok):  # the encoder's own shifts: we only need its times
+                t += shift_ticks(tok)
+                continue
+            if (not self.playing and not self.sounding and t - self.last_event_tick > self.rest_limit
+                    and self.cursor - self.last_event_tick >= self.rest_limit):
+                log.debug("a new phrase after a long rest: starting a new piece at tick %d", t)
+                self.start(t)
+            if t < self.cursor:
+                self.rollback(t)
+            self._move_to(t, "keyboard", checkpoint=False)
+            self._feed(tok, "keyboard")
+            self._cps.clear()  # nothing before a heard token may be undone
+        self.encoder.emitted_tick = max(self.encoder.emitted_tick, t)
+
+    # -- playing ----------------------------------------------------------------
+
+    def play(self, tick: int, until: int | None = None, lead_in: bool = False) -> None:
+        """Generate from `tick` (silence up to it is heard first) until `until`, or on and on.
+
+        lead_in: the first note falls at `tick` itself: SHIFTs sampled before it are dropped
+        (masked), so an answer begins right where the phrase's gap ends.
+        """
+        self.listen(tick)
+        self._move_to(int(tick), "rest", checkpoint=True)
+        self.playing = True
+        self.limit = until
+        self.lead_in = 0 if lead_in else -1
+
+    def generate(self) -> int | None:
+        """Sample and play one token; None when not playing (or the answer has ended)."""
+        if not self.playing:
+            return None
+        if self.limit is not None and self.cursor >= self.limit:
+            self.stop(self.limit)
+            return None
+        self._checkpoint()
+        if self.lead_in >= 0:
+            allowed = self._lead if self.lead_in < LEAD_IN_GUARD else self._on_only
+            self.lead_in += 1
+        else:
+            allowed = self._normal if self._same_tick < MAX_TOKENS_PER_TICK else self._shift_only
+        tok = self.sampler.sample(self.logits, allowed)
+        if is_shift(tok) and self.limit is not None and self.cursor + shift_ticks(tok) > self.limit:
+            tok = ev.shift(self.limit - self.cursor)
+        self._feed(tok, "model")
+        if not is_shift(tok):
+            self._plan(self.decoder.feed(tok))
+            self._same_tick += 1
+        else:
+            self._same_tick = 0
+        if ev.NOTE_ON_BASE <= tok < ev.NOTE_OFF_BASE:
+            self.lead_in = -1
+        return tok
+
+    def stop(self, tick: float) -> list[TimedMessage]:
+        """Stop playing at `tick`: unsent notes after it are undone, sounding ones end at it."""
+        tick = int(tick)
+        self.rollback(tick)
+        self._move_to(tick, "rest", checkpoint=False)
+        released = self.decoder.release_all()
+        msgs = [TimedMessage(tick, m.message) for m in released]
+        self._plan(msgs)
+        if len(self.planned) > len(msgs) and self.planned[-len(msgs) - 1].tick > tick:
+            self.planned = deque(sorted(self.planned, key=lambda m: m.tick))  # keep tick order
+        for m in released:  # the model hears its notes end
+            self._feed(ev.note_off(m.message.note), "model")
+        self.playing = False
+        self.limit = None
+        self.lead_in = -1
+        self._cps.clear()
+        return msgs
+
+    # -- the scheduler's side ---------------------------------------------------
+
+    def next_tick(self) -> int | None:
+        return self.planned[0].tick if self.planned else None
+
+    def pop(self) -> TimedMessage:
+        self.taken += 1
+        return self.planned.popleft()
+
+    def pop_due(self, tick: float) -> list[TimedMessage]:
+        out = []
+        while self.planned and self.planned[0].tick <= tick:
+            out.append(self.pop())
+        return out

@@ -1,0 +1,109 @@
+"""`--render`: the live engine and scheduler on a simulated clock, written to a MIDI file.
+
+With a seed phrase, the phrase is played into the same input path as a keyboard
+(call-response) and the answer is rendered; without one the model plays solo
+from START. No ports are opened; it runs as fast as the model steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mido
+
+from player import events as ev
+from player.clock import SimClock, TempoMap
+from player.controls import ControlMap, InputRouter
+from player.engine import Engine
+from player.events import TimedMessage
+from player.sampling import Sampler
+from player.scheduler import NoInbox, Scheduler, ScriptedInbox
+from player.steering import Conductor
+
+log = logging.getLogger(__name__)
+
+
+class ListSink:
+    """A sink that keeps what it is sent (with the simulated time)."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.sent: list[tuple[float, mido.Message]] = []
+
+    def send(self, msg: mido.Message) -> None:
+        self.sent.append((self.clock.now(), msg))
+
+    def all_notes_off(self) -> None:
+        pass
+
+
+@dataclass
+class Rendered:
+    answer: list[TimedMessage]  # the model's messages, ticks from the answer's start
+    phrase: list[TimedMessage] = field(default_factory=list)  # the seed phrase, same time axis
+    answer_start: int = 0  # tick of the answer on the phrase's axis
+    gap_end: float | None = None
+
+    def messages(self, include_seed: bool) -> list[TimedMessage]:
+        if not include_seed:
+            return self.answer
+        moved = [TimedMessage(tm.tick + self.answer_start, tm.message) for tm in self.answer]
+        return self.phrase + moved
+
+
+def phrase_events(mid: mido.MidiFile, tempo: float, channel: int = 0) -> list[tuple[float, float, mido.Message]]:
+    """(tick, seconds, message) of a file's notes, starting at tick 0, at `tempo`."""
+    raw = sorted(ev.file_messages(mid), key=lambda e: e[0])
+    if not raw:
+        return []
+    first = raw[0][0]
+    tm = TempoMap(tempo, 0.0)
+    out = []
+    for tick, msg in raw:
+        if msg.channel == ev.DRUM_CHANNEL:
+            continue
+        t = tick - first
+        out.append((t, tm.time_of(t), msg.copy(channel=channel, time=0)))
+    return out
+
+
+def render(model, *, beats: float = 16.0, phrase: mido.MidiFile | None = None, tempo: float = 100.0,
+           temperature: float = 1.0, top_p: float = 0.95, seed: int | None = None, phrase_gap: float = 1.0,
+           channel: int = 0, keep_history: bool = False) -> Rendered:
+    """Play `beats` beats: the answer to `phrase`, or a solo from START."""
+    clock = SimClock(0.0)
+    tb = TempoMap(tempo, 0.0)
+    engine = Engine(model, Sampler(temperature, top_p, seed), channel=channel, keep_history=keep_history)
+    events = phrase_events(phrase, tempo) if phrase is not None else []
+    if phrase is not None and not any(m.type == "note_on" and m.velocity > 0 for _, _, m in events):
+        raise ValueError("the seed phrase has no notes")
+    mode = "call-response" if events else "solo"
+    cond = Conductor(engine, mode=mode, phrase_gap=phrase_gap)
+    if events:
+        cond.answer_beats = beats
+    else:
+        cond.solo_beats = beats
+    inbox = ScriptedInbox(clock, [(t, m) for _, t, m in events]) if events else NoInbox(clock)
+    out: list[TimedMessage] = []
+    sink = ListSink(clock)
+    sch = Scheduler(cond, clock, tb, inbox, sink, on_sent=lambda tm, _d: out.append(tm))
+    sch.handle = InputRouter(sch, ControlMap())
+    sch.begin()
+    sch.run(done=lambda: cond.answers >= 1)
+    sch.end()
+    start = cond.answer_start if events else 0
+    answer = [TimedMessage(tm.tick - start, tm.message) for tm in out]
+    played = [TimedMessage(int(round(tick)), m) for tick, _, m in events]
+    res = Rendered(answer, played, start or 0, cond.gap_end)
+    res.engine = engine  # for tests and the benches
+    res.conductor = cond
+    return res
+
+
+def write_render(path: str | Path, rendered: Rendered, include_seed: bool, tempo: float,
+                 program: int | None = None) -> mido.MidiFile:
+    mid = ev.to_midi(rendered.messages(include_seed), tempo_bpm=tempo, program=program)
+    mid.save(str(path))
+    return mid

@@ -1,0 +1,194 @@
+"""How the keyboard steers the model: modes and the end of a phrase.
+
+    call-response  listen; when the phrase ends (phrase_gap beats of silence after
+                   the last note-off with nothing held, the sustain pedal released,
+                   or the phrase-end CC) answer for answer_bars bars, then listen
+                   again. Playing during an answer ends it at once.
+    duet           the model plays on and on and hears the keyboard throughout.
+    solo           the model plays on and on; the keyboard is not heard.
+
+Ticks only (24 per beat). The Conductor drives an Engine; the scheduler calls
+`update` as time passes and asks `wants` before generating ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable
+
+import mido
+
+from player.engine import Engine
+from player.events import TICKS_PER_BEAT
+
+log = logging.getLogger(__name__)
+
+MODES = ("call-response", "duet", "solo")
+SUSTAIN = 64
+
+
+class Conductor:
+    def __init__(self, engine: Engine, mode: str = "call-response", phrase_gap: float = 1.0,
+                 answer_bars: int = 2, beats_per_bar: int = 4, sustain_ends_phrase: bool = True,
+                 align: Callable[[float, int], None] | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.engine = engine
+        self.mode = mode
+        self.phrase_gap = float(phrase_gap)  # beats
+        self.answer_bars = int(answer_bars)
+        self.beats_per_bar = int(beats_per_bar)
+        self.answer_beats: float | None = None  # overrides answer_bars (render --beats)
+        self.solo_beats: float | None = None  # solo/duet stop after this many beats (render)
+        self.sustain_ends_phrase = sustain_ends_phrase
+        # align(tick_float, tick): make integer `tick` fall at the moment of `tick_float`,
+        # so an answer starts at the very end of the gap, not at the next grid tick.
+        self.align = align
+        self.state = "listen"  # listen | answer | play
+        self.held: set[int] = set()
+        self.pedal = False
+        self.phrase_notes = 0  # keyboard notes since the last answer
+        self.last_release = 0.0  # tick of the last note-off (or pedal release)
+        self.answer_start: int | None = None
+        self.answer_end: int | None = None
+        self.gap_end: float | None = None  # the moment (tick) the current answer's gap completed
+        self.answers = 0  # answers finished or cut
+        self.listeners: list[Callable[[str, int], None]] = []  # (event, tick): answer-start, answer-end
+
+    # -- lengths ----------------------------------------------------------------
+
+    @property
+    def gap_ticks(self) -> float:
+        return self.phrase_gap * TICKS_PER_BEAT
+
+    @property
+    def answer_ticks(self) -> int:
+        beats = self.answer_beats if self.answer_beats is not None else self.answer_bars * self.beats_per_bar
+        return max(1, int(round(beats * TICKS_PER_BEAT)))
+
+    def _emit(self, event: str, tick: int) -> None:
+        for fn in self.listeners:
+            fn(event, tick)
+
+    # -- the session --------------------------------------------------------------
+
+    def begin(self, now_tick: float) -> None:
+        tick = math.ceil(now_tick)
+        self.engine.start(tick)
+        if self.mode != "call-response":
+            self._play(tick)
+
+    def _play(self, tick: int) -> None:
+        until = None if self.solo_beats is None else tick + int(round(self.solo_beats * TICKS_PER_BEAT))
+        self.engine.play(tick, until=until)
+        self.state = "play"
+
+    def _answer(self, gap_end: float) -> None:
+        start = math.ceil(gap_end - 1e-9)
+        if self.align is not None and start != gap_end:
+            self.align(gap_end, start)
+        self.engine.play(start, until=start + self.answer_ticks, lead_in=True)
+        self.state = "answer"
+        self.answer_start, self.answer_end = start, start + self.answer_ticks
+        self.gap_end = gap_end
+        log.debug("answer planned at tick %d (gap ended at %.2f)", start, gap_end)
+        self._emit("answer-start", start)
+
+    def _cut(self, tick: float) -> None:
+        """Stop the model now: unsent notes are dropped, sounding ones get their note-offs."""
+        if self.engine.playing or self.engine.sounding:
+            self.engine.stop(math.floor(tick))
+        if self.state == "answer":
+            if self.answer_start is not None and tick >= self.answer_start:
+                self.answers += 1
+                self.phrase_notes = 0
+                self._emit("answer-end", int(tick))
+            self.state = "listen"
+
+    def note(self, msg: mido.Message, tick: float) -> None:
+        """A keyboard note (note_on / note_off) at `tick`."""
+        if self.mode == "solo":
+            return
+        if msg.type == "note_on" and msg.velocity > 0:
+            if self.state == "answer":
+                self._cut(tick)  # a planned answer is dropped, a sounding one ends now
+            self.held.add(msg.note)
+            self.phrase_notes += 1
+        else:
+            self.held.discard(msg.note)
+            self.last_release = tick
+        self.engine.hear(msg, tick)
+
+    def sustain(self, value: int, tick: float) -> None:
+        down = value >= 64
+        was, self.pedal = self.pedal, down
+        if was and not down:
+            self.last_release = max(self.last_release, tick)
+            if self.sustain_ends_phrase and not self.held:
+                self.end_phrase(tick)
+
+    def end_phrase(self, tick: float) -> None:
+        """The phrase-end CC (or pedal): answer now."""
+        if self.mode == "call-response" and self.state == "listen" and self.phrase_notes:
+            self._answer(tick)
+
+    def set_mode(self, mode: str, tick: float) -> bool:
+        """Change mode; True when the output was silenced (the caller sends all-notes-off)."""
+        if mode not in MODES or mode == self.mode:
+            return False
+        old, self.mode = self.mode, mode
+        log.info("mode %s -> %s", old, mode)
+        if mode == "call-response":
+            self._cut(tick)
+            self.state = "listen"
+            self.phrase_notes = 0
+            return True
+        if self.state != "play":
+            self._cut(tick)
+            self._play(math.ceil(tick))
+        return False
+
+    def panic(self, tick: float) -> None:
+        self._cut(tick)
+        self.held.clear()
+        self.pedal = False
+        self.phrase_notes = 0
+        if self.mode != "call-response":
+            self._play(math.ceil(tick))
+
+    # -- as time passes -------------------------------------------------------
+
+    def update(self, now_tick: float, horizon_tick: float) -> None:
+        """Time is `now_tick`; the scheduler generates up to `horizon_tick`."""
+        eng = self.engine
+        eng.listen(now_tick)
+        if self.state == "answer" and not eng.playing:
+            self.state = "listen"
+            self.answers += 1
+            self.phrase_notes = 0
+            self._emit("answer-end", eng.cursor)
+        elif self.state == "play" and not eng.playing:
+            self.state = "listen"  # a bounded solo/duet has ended
+            self.answers += 1
+        if self.state == "listen" and self.mode == "call-response" and self.phrase_notes \
+                and not self.held and not self.pedal:
+            gap_end = self.last_release + self.gap_ticks
+            if horizon_tick >= gap_end:
+                self._answer(gap_end)
+
+    def next_wake_tick(self) -> float | None:
+        """The tick at which an answer would begin, if nothing else happens first."""
+        if self.state == "listen" and self.mode == "call-response" and self.phrase_notes \
+                and not self.held and not self.pedal:
+            return self.last_release + self.gap_ticks
+        return None
+
+    def wants(self, horizon_tick: float) -> bool:
+        eng = self.engine
+        if not eng.playing:
+            return False
+        return eng.cursor < horizon_tick or (eng.limit is not None and eng.cursor >= eng.limit)
+
+    def describe(self) -> str:
+        return self.mode

@@ -1,0 +1,129 @@
+"""The engine and scheduler on a simulated clock: exact event order and times."""
+
+from __future__ import annotations
+
+import mido
+import numpy as np
+import pytest
+
+from player import events as ev
+from player.clock import SimClock, TempoMap
+from player.controls import ControlMap, InputRouter
+from player.engine import Engine
+from player.render import ListSink
+from player.sampling import Sampler
+from player.scheduler import NoInbox, Scheduler, ScriptedInbox
+from player.steering import Conductor
+from tests.playerfakes import BigramModel, ScriptModel
+
+SPT = 60.0 / (120 * 24)  # seconds per tick at 120 BPM
+
+MELODY = [ev.velocity(7), ev.note_on(60), ev.shift(12), ev.note_off(60), ev.note_on(64), ev.shift(12),
+          ev.note_off(64), ev.note_on(67), ev.shift(24), ev.note_off(67), ev.shift(48)]
+
+
+def rig(model, mode="solo", events=(), **kw):
+    clock = SimClock(10.0)
+    tb = TempoMap(120, clock.now())
+    eng = Engine(model, Sampler(temperature=0, seed=1), keep_history=True)
+    cond = Conductor(eng, mode=mode, phrase_gap=kw.pop("phrase_gap", 1.0), answer_bars=kw.pop("answer_bars", 1),
+                     align=lambda f, i: None)
+    inbox = ScriptedInbox(clock, [(10.0 + t, m) for t, m in events]) if events else NoInbox(clock)
+    sink = ListSink(clock)
+    sch = Scheduler(cond, clock, tb, inbox, sink, **kw)
+    sch.handle = InputRouter(sch, ControlMap(temperature=21, tempo=22, mode=23, answer_bars=24, panic=25,
+                                             phrase_end=26))
+    return sch, sink
+
+
+def sent(sink, t0=10.0):
+    return [(round((t - t0) / SPT, 6), m.type, getattr(m, "note", None)) for t, m in sink.sent]
+
+
+def test_solo_sends_the_script_at_exact_tick_times():
+    sch, sink = rig(ScriptModel(MELODY))
+    sch.begin()
+    sch.run(until=10.0 + 48 * SPT)
+    assert sent(sink) == [
+        (0, "note_on", 60), (12, "note_off", 60), (12, "note_on", 64),
+        (24, "note_off", 64), (24, "note_on", 67), (48, "note_off", 67)]
+    assert sink.sent[1][0] == pytest.approx(10.0 + 12 * SPT, abs=1e-9)
+
+
+def test_sends_are_in_time_order_and_never_early():
+    sch, sink = rig(BigramModel(3))
+    sch.measure = True
+    sch.begin()
+    sch.run(until=10.0 + 30.0)
+    times = [t for t, _ in sink.sent]
+    assert len(times) > 100 and times == sorted(times)
+    assert min(sch.late) >= 0 and max(sch.late) < 1e-9  # a sim clock is always punctual
+
+
+def test_every_note_on_gets_its_note_off_after_stop():
+    sch, sink = rig(BigramModel(5))
+    sch.begin()
+    sch.run(until=10.0 + 7.3)
+    sch.end()
+    on = set()
+    for _, m in sink.sent:
+        if m.type == "note_on" and m.velocity:
+            on.add(m.note)
+        elif m.type in ("note_on", "note_off"):
+            on.discard(m.note)
+    assert not on and not sch.engine.sounding
+
+
+def test_tempo_change_reanchors_without_a_jump():
+    tb = TempoMap(120, 5.0)
+    t_before = tb.time_of(48)
+    tb.set_tempo(60, tb.time_of(24))
+    assert tb.time_of(24) == pytest.approx(5.0 + 24 * SPT)
+    assert tb.time_of(48) == pytest.approx(tb.time_of(24) + 24 * 2 * SPT)
+    assert tb.time_of(48) > t_before
+
+
+def test_rollback_restores_state_and_drops_unsent_messages():
+    model = BigramModel(7)
+    eng = Engine(model, Sampler(1.0, 0.9, seed=2))
+    eng.start(0)
+    eng.play(0)
+    while eng.cursor < 40:
+        eng.generate()
+    n_planned = [tm for tm in eng.planned if tm.tick <= 10]
+    eng.rollback(10)
+    assert eng.cursor <= 10
+    assert all(tm.tick <= 10 for tm in eng.planned)
+    assert list(eng.planned) == n_planned
+    # the state is the one the model had at that point: replaying gives a fresh continuation
+    assert eng.playing
+
+
+def test_keyboard_heard_in_time_order_in_duet():
+    """The keyboard's tokens go into the state at their tick, before the model's later ones."""
+    on = mido.Message("note_on", note=72, velocity=100)
+    off = mido.Message("note_off", note=72)
+    sch, sink = rig(ScriptModel(MELODY), mode="duet", events=[(30 * SPT, on), (40 * SPT, off)])
+    sch.begin()
+    sch.run(until=10.0 + 96 * SPT)
+    hist = [(o, t, ev.describe(tok)) for o, t, tok in sch.engine.history]
+    ticks = [t for _, t, _ in hist]
+    assert ticks == sorted(ticks)  # one time line, in order
+    assert ("keyboard", 30, "ON 72") in hist and ("keyboard", 40, "OFF 72") in hist
+    # the model's notes after the keyboard were generated after hearing it (rolled back and redone)
+    i = hist.index(("keyboard", 30, "ON 72"))
+    assert any(o == "model" for o, _, _ in hist[i:])
+    assert [m for _, m in sink.sent if getattr(m, "note", None) == 72] == []  # no thru
+
+
+def test_sampler_top_p_and_temperature():
+    z = np.log(np.array([0.6, 0.3, 0.1], np.float32))
+    s = Sampler(1.0, 0.5, seed=0)
+    assert {s.sample(z) for _ in range(50)} == {0}
+    s = Sampler(1.0, 0.85, seed=0)
+    assert {s.sample(z) for _ in range(200)} == {0, 1}
+    assert Sampler(0.0, 1.0).sample(z) == 0
+    a = [Sampler(1.0, 1.0, seed=9).sample(z) for _ in range(3)]
+    assert len(set(a)) == 1
+    counts = np.bincount([Sampler(1.0, 1.0, seed=i).sample(z) for i in range(2000)], minlength=3)
+    assert abs(counts[0] / 2000 - 0.6) < 0.05
