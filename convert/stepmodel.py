@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from typing import Callable, Iterable
 
 import numpy as np
@@ -124,7 +125,9 @@ def convert(weights: dict, cell_clip: float, variant: str, representative: Repre
         if quant == "int8_io":  # no QUANTIZE/DEQUANTIZE at the edges: the Edge TPU runs the whole graph
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    with warnings.catch_warnings():  # the calibrator's own use of the deprecated tf.lite.Interpreter
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+        return bytes(converter.convert())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -213,3 +213,12 @@ def test_a_model_for_another_vocabulary_is_refused(conv, tmp_path):
     meta = dict(load_bundle(conv.bundle).meta, inputs=tmap.inputs, outputs=tmap.outputs)
     with pytest.raises(BundleError, match=r"logits have shape \[1, 100\], but the vocabulary has 242"):
         StepModel(Bundle(tmp_path / "x.cadenza", meta, model))
+
+
+def test_a_damaged_model_inside_a_good_bundle(conv, tmp_path):
+    b = load_bundle(conv.bundle)
+    path = write_bundle(tmp_path / "m.cadenza", b.meta, b.model[: len(b.model) // 3])
+    with pytest.raises(BundleError) as err:
+        open_model(path)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: model.tflite does not load"), msg
