@@ -16,7 +16,7 @@ from player import events
 
 
 def collect(ref: Reference, pieces: list, n_samples: int = 1000, teacher_tokens: int = 4000,
-            free_steps: int = 4000, n_free_runs: int = 2, seed: int = 0) -> list[tuple[int, tuple]]:
+            free_steps: int = 6000, n_free_runs: int = 2, seed: int = 0) -> list[tuple[int, tuple]]:
     """(token, state before it) pairs: half teacher-forced, half free-running, subsampled to n_samples."""
     rng = np.random.default_rng(seed)
     forced: list = []
