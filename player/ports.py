@@ -47,7 +47,12 @@ RTMIDI = "mido.backends.rtmidi"
 API_ALIASES = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE", "windows": "WINDOWS_MM"}
 RECONNECT_INTERVAL_S = 1.0  # how often a port checks its peer; a lost synth is back within a second
 CONNECT_SETTLE_S = 0.05  # JACK: a new connection carries data after a cycle or two (21 ms at 1024 frames)
-JACK_GUARD_SENDS = 500  # JACK: check the server inline after this many sends (its ring buffer holds ~2000)
+JACK_GUARD_SENDS = 500  # JACK: check the server inline after this many sends (its ring buffer holds ~2300)
+# JACK: rtmidi's send spins, holding the GIL, while its ring buffer is full; the ring drains
+# once a cycle, and a cycle may wait for our own input's Python callback (needs the GIL):
+# a stall. So a burst beyond this many messages per window (longer than a 1024-frame
+# cycle) is dropped. 1000 per 25 ms is 40 times what a MIDI cable carries.
+JACK_BURST, JACK_BURST_WINDOW_S = 1000, 0.025
 ALL_CHANNELS = tuple(range(16))
 CC_SUSTAIN, CC_ALL_NOTES_OFF = 64, 123
 
@@ -279,10 +284,10 @@ class _RtmidiIO:
         self.rt.send_message(msg.bytes())
 
     def close_port(self) -> None:
+        self.rt.close_port()  # first: without a callback rtmidi would queue (and complain about) the rest
         if self.kind == "input":
             with contextlib.suppress(Exception):
                 self.rt.cancel_callback()
-        self.rt.close_port()
 
     def delete(self) -> None:
         with contextlib.suppress(Exception):
@@ -596,6 +601,7 @@ class OutputPort(_Port):
         self._sounding: set[tuple[int, int]] = set()  # (channel 0..15, note)
         self._channels_used: set[int] = set(silence_channels)
         self._sends_since_check = 0
+        self._burst, self._burst_start = 0, 0.0
         self._start()
 
     def _choose(self, names: list[str]) -> str | None:
@@ -613,11 +619,7 @@ class OutputPort(_Port):
         with self._lock:
             ok = self.connected and self._io is not None
             if ok and self._jack_watch is not None:
-                self._sends_since_check += 1
-                if self._sends_since_check > JACK_GUARD_SENDS:
-                    self._sends_since_check = 0
-                    if not self._jack_watch.alive():  # a send to a dead server would hang
-                        ok, why = False, "the JACK server went away"
+                ok, why = self._jack_guard()
             if ok:
                 try:
                     self._io.send(msg)
@@ -631,6 +633,22 @@ class OutputPort(_Port):
         if why is not None:
             self._lose(why)
         return ok
+
+    def _jack_guard(self) -> tuple[bool, str | None]:
+        now = time.monotonic()
+        if now - self._burst_start > JACK_BURST_WINDOW_S:
+            if self._burst > JACK_BURST:
+                log.warning("MIDI output %s: dropped %d messages of a burst", self.name, self._burst - JACK_BURST)
+            self._burst, self._burst_start = 0, now
+        self._burst += 1
+        if self._burst > JACK_BURST:
+            return False, None
+        self._sends_since_check += 1
+        if self._sends_since_check > JACK_GUARD_SENDS:
+            self._sends_since_check = 0
+            if not self._jack_watch.alive():  # a send to a dead server would hang
+                return False, "the JACK server went away"
+        return True, None
 
     def _track(self, msg: mido.Message, sent: bool) -> None:
         t = msg.type

@@ -139,8 +139,8 @@ class JackReceiver:
 
     def close(self) -> None:
         if self._rt is not None:
-            self._rt.cancel_callback()
             self._rt.close_port()
+            self._rt.cancel_callback()
             self._rt.delete()
             self._rt = None
 

@@ -515,3 +515,14 @@ def test_bench_receiver_stamps_comparable_times(jack, tmp_path):
     assert [r["data"] for r in lines] == [[0x90, 50 + i, 64] for i in range(20)] + [[0xF8]]
     lat_ms = [(r["t_ns"] - s) / 1e6 for r, s in zip(lines, sent)]
     assert all(0 < x < 50 for x in lat_ms), lat_ms
+
+
+@pytest.mark.jack
+def test_jack_burst_is_capped_not_hung(jack):
+    # A runaway burst (say a note-off for every note on every channel, twice) must not fill
+    # rtmidi's ring buffer: a full one makes send() spin while holding the GIL.
+    with OutputPort("virtual", jack, client_name="cadenza-burst") as out:
+        t0 = time.monotonic()
+        sent = sum(out.send(mido.Message("note_off", channel=i % 16, note=i % 128)) for i in range(4096))
+        assert time.monotonic() - t0 < 2
+        assert sent >= ports.JACK_BURST and out.dropped == 4096 - sent
