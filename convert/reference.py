@@ -1,9 +1,9 @@
 """The LSTM step in numpy: the converter's yardstick and its source of calibration states.
 
-Same arithmetic as the trained model (train/model.py): gates i, f, g, o in Keras
-order, the cell state clipped to +-cell_clip at every step. Used to drive the
-rollouts whose (token, state) pairs calibrate the int8 model, and as the
-reference that every converted variant is compared with.
+The step itself is the trainer's (train.model.numpy_step: gates i, f, g, o in
+Keras order, the cell state clipped to +-cell_clip at every step); the build
+checks it against the Keras model on every conversion. Here: the weight
+contract, rollouts that drive it, and random weights for tests and benches.
 """
 
 from __future__ import annotations
@@ -58,17 +58,6 @@ def random_weights(vocab: int, embed: int, hidden: int, seed: int = 0, scale: fl
     return out
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _cell(x, h, c, k, r, b, clip):
-    z = x @ k + h @ r + b  # [4H]
-    i, f, g, o = np.split(z, 4)
-    c = np.clip(_sigmoid(f) * c + _sigmoid(i) * np.tanh(g), -clip, clip)
-    return _sigmoid(o) * np.tanh(c), c
-
-
 @dataclasses.dataclass
 class Reference:
     """The float model, one token at a time: `logits, state = ref.step(token, state)`."""
@@ -77,20 +66,18 @@ class Reference:
     cell_clip: float
 
     def __post_init__(self) -> None:
+        from train.model import numpy_step  # imports Keras: not at module level, so the CLI fails fast
+
         self.vocab, self.embed, self.hidden = dims(self.weights)
-        self.w = {k: np.asarray(v, dtype=np.float64) for k, v in self.weights.items()}
+        self.w = {k: np.asarray(v, dtype=np.float32) for k, v in self.weights.items()}
+        self._numpy_step = numpy_step
 
     def zero_state(self) -> State:
         return tuple(np.zeros(self.hidden, np.float32) for _ in range(4))
 
     def step(self, token: int, state: State) -> tuple[np.ndarray, State]:
-        w, clip = self.w, self.cell_clip
-        h1, c1, h2, c2 = state
-        h1, c1 = _cell(w["embedding"][token], h1, c1, w["lstm1/kernel"], w["lstm1/recurrent"], w["lstm1/bias"], clip)
-        h2, c2 = _cell(h1, h2, c2, w["lstm2/kernel"], w["lstm2/recurrent"], w["lstm2/bias"], clip)
-        logits = h2 @ w["dense/kernel"] + w["dense/bias"]
-        f32 = np.float32
-        return logits.astype(f32), (h1.astype(f32), c1.astype(f32), h2.astype(f32), c2.astype(f32))
+        logits, new = self._numpy_step(self.w, self.cell_clip, int(token), state)
+        return logits.astype(np.float32), tuple(s.astype(np.float32) for s in new)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
