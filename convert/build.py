@@ -98,53 +98,36 @@ def build(source: Source, out: Path, settings: Settings = Settings(), say: Calla
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     V, E, H = source.dims
+    names = list(stepmodel.CPU_VARIANTS) + (["edgetpu_input"] if settings.edgetpu else [])
+    if settings.variant not in ("auto",) + tuple(names):
+        raise ValueError(f"unknown variant {settings.variant!r}; choose from {', '.join(VARIANT_CHOICES)}")
     ref = Reference(source.weights, source.cell_clip)
     t0 = time.time()
 
     say(f"calibrating on rollouts ({settings.calibration_samples} samples) ...")
     samples = calibrate.collect(ref, source.train_pieces, n_samples=settings.calibration_samples, seed=settings.seed)
-    names = list(stepmodel.CPU_VARIANTS) + (["edgetpu_input"] if settings.edgetpu else [])
-    if settings.variant not in ("auto",) + tuple(names):
-        raise ValueError(f"unknown variant {settings.variant!r}; choose from {', '.join(VARIANT_CHOICES)}")
     models: dict[str, bytes] = {}
     for name in names:
         rep = calibrate.dataset(samples, V, onehot=(name == "edgetpu_input"))
         models[name] = stepmodel.convert(source.weights, source.cell_clip, name, rep)
         say(f"converted {name}: {len(models[name]):,} bytes")
+    tmaps = {name: stepmodel.tensor_map(model) for name, model in models.items()}
 
-    # the trained model's own rollout: the yardstick for agreement
-    if source.keras_model is not None:
-        ref_step, ref_kind = keras_step_function(source.keras_model), "keras"
-    else:
-        ref_step, ref_kind = ref.step, "numpy"
-    roll_tokens, roll_logits = fidelity.reference_rollout(ref_step, ref.zero_state(), events.START,
-                                                          settings.agreement_steps, seed=settings.seed)
-    numpy_check = None
-    if ref_kind == "keras":  # the exported weights must be the model: compare the numpy step with Keras
-        state, worst = ref.zero_state(), 0.0
-        for t, lg in zip(roll_tokens[:200], roll_logits[:200]):
-            mine, state = ref.step(int(t), state)
-            worst = max(worst, float(np.max(np.abs(mine - lg))))
-        numpy_check = round(worst, 5)
-
-    bench_tokens = roll_tokens if len(roll_tokens) else np.array([events.START], np.int32)
     report: dict = {
         "run": str(source.run_dir) if source.run_dir else None,
         "bundle": str(out),
         "interpreter": fidelity.backend(),
         "dims": {"vocab": V, "embed": E, "hidden": H},
         "cell_clip": source.cell_clip,
-        "reference": ref_kind,
-        "numpy_vs_keras_max_abs_logit_diff": numpy_check,
         "calibration": {"samples": len(samples),  # half teacher-forced, half free-running
                         "max_abs_cell": round(max(float(np.abs(st[i]).max()) for _, st in samples for i in (1, 3)), 3)},
-        "variants": {},
     }
+    roll_tokens, roll_logits = _reference_rollout(source, ref, settings, report)
+    report["variants"] = {}
     for name, model in models.items():
-        tmap = stepmodel.tensor_map(model)
-        sm = fidelity.step_model(model, bundle_meta(source, name, tmap, {}))
+        sm = fidelity.step_model(model, bundle_meta(source, name, tmaps[name], {}))
         row = {"size_bytes": len(model), "ops": fidelity.model_ops(model)}
-        row["latency"] = fidelity.latency(sm.step, bench_tokens, n_steps=settings.latency_steps)
+        row["latency"] = fidelity.latency(sm.step, roll_tokens, n_steps=settings.latency_steps)
         row["test"] = fidelity.test_nll(sm, source.test_pieces, settings.max_test_tokens)
         row["agreement"] = fidelity.agreement(sm, roll_tokens, roll_logits)
         report["variants"][name] = row
@@ -154,12 +137,10 @@ def build(source: Source, out: Path, settings: Settings = Settings(), say: Calla
         stem = out.name.split(".")[0]
         Path(settings.variants_dir).mkdir(parents=True, exist_ok=True)
         for name, model in models.items():
-            r = report["variants"][name]
-            metrics = {"interpreter_test_nll": r["test"]["nll"], "interpreter_argmax_agreement": r["agreement"]["argmax_agreement"]}
-            write_bundle(Path(settings.variants_dir) / f"{stem}.{name}.cadenza",
-                         bundle_meta(source, name, stepmodel.tensor_map(model), metrics), model)
-    report["keras_latency"] = _keras_latency(source, bench_tokens, settings.keras_latency_steps)
+            meta = bundle_meta(source, name, tmaps[name], _interpreter_metrics(report["variants"][name]))
+            write_bundle(Path(settings.variants_dir) / f"{stem}.{name}.cadenza", meta, model)
 
+    report["keras_latency"] = _keras_latency(source, roll_tokens, settings.keras_latency_steps)
     chosen = choose_variant(report["variants"]) if settings.variant == "auto" else settings.variant
     report["bundled"] = chosen
     row = report["variants"][chosen]
@@ -170,22 +151,43 @@ def build(source: Source, out: Path, settings: Settings = Settings(), say: Calla
     edgetpu_section, edgetpu_model = None, None
     if settings.edgetpu:
         edgetpu_section, edgetpu_model = _edgetpu(models["edgetpu_input"], report, out, say)
-
     metrics = {k: source.report[k] for k in REPORT_METRICS if k in source.report}
-    metrics.update({
-        "interpreter_test_nll": row["test"]["nll"],
-        "interpreter_test_tokens": row["test"]["tokens"],
-        "interpreter_argmax_agreement": row["agreement"]["argmax_agreement"],
-        "step_latency_us_median": row["latency"]["median_us"],
-    })
-    meta = bundle_meta(source, chosen, stepmodel.tensor_map(models[chosen]), metrics, edgetpu_section)
-    write_bundle(out, meta, models[chosen], edgetpu_model)
+    metrics.update(_interpreter_metrics(row))
+    write_bundle(out, bundle_meta(source, chosen, tmaps[chosen], metrics, edgetpu_section), models[chosen], edgetpu_model)
     load_bundle(out)  # what we wrote must read back
     report["seconds"] = round(time.time() - t0, 1)
     fidelity_path(out).write_text(json.dumps(report, indent=1) + "\n")
     say(table(report))
     say(f"wrote {out} ({chosen}) and {fidelity_path(out)}")
     return report
+
+
+def _reference_rollout(source: Source, ref: Reference, settings: Settings, report: dict):
+    """The trained model's own free-running rollout (Keras where there is a Keras model): the yardstick
+    for agreement, and the token stream the latencies are timed on."""
+    if source.keras_model is not None:
+        ref_step, report["reference"] = keras_step_function(source.keras_model), "keras"
+    else:
+        ref_step, report["reference"] = ref.step, "numpy"
+    tokens, logits = fidelity.reference_rollout(ref_step, ref.zero_state(), events.START, settings.agreement_steps,
+                                                seed=settings.seed)
+    if report["reference"] == "keras":  # the exported weights must be the model: the numpy step against Keras
+        state, worst = ref.zero_state(), 0.0
+        for t, lg in zip(tokens[:200], logits[:200]):
+            mine, state = ref.step(int(t), state)
+            worst = max(worst, float(np.max(np.abs(mine - lg))))
+        report["numpy_vs_keras_max_abs_logit_diff"] = round(worst, 5)
+    return tokens, logits
+
+
+def _interpreter_metrics(row: dict) -> dict:
+    """A variant's measured figures, as model.json's metrics carry them."""
+    return {
+        "interpreter_test_nll": row["test"]["nll"],
+        "interpreter_test_tokens": row["test"]["tokens"],
+        "interpreter_argmax_agreement": row["agreement"]["argmax_agreement"],
+        "step_latency_us_median": row["latency"]["median_us"],
+    }
 
 
 def choose_variant(rows: dict) -> str:

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from convert.reference import free_run, log_softmax
+from player import events
 from player.bundle import Bundle
 from player.runtime import StepModel, backend_name, make_interpreter
 
@@ -35,7 +36,9 @@ def step_model(model: bytes, meta: dict, num_threads: int = 1) -> StepModel:
 
 
 def latency(step, tokens: np.ndarray, n_steps: int = 5000, warmup: int = 50) -> dict:
-    """Per-step wall time in microseconds (median, p99) of `step(token)` over n_steps."""
+    """Per-step wall time in microseconds (median, p99) of `step(token)` over n_steps, cycling through tokens."""
+    if len(tokens) == 0:
+        tokens = np.array([events.START], np.int32)
     for t in tokens[:warmup]:
         step(int(t))
     times = np.empty(n_steps)
