@@ -139,7 +139,8 @@ class StepModel:
         try:
             interp.allocate_tensors()
         except RuntimeError as exc:
-            raise BundleError(f"{where}: model.tflite does not load ({' '.join(str(exc).split())})") from None
+            which = "model_edgetpu.tflite" if self.on_edgetpu else "model.tflite"
+            raise BundleError(f"{where}: {which} does not load ({' '.join(str(exc).split())})") from None
         self.interpreter = interp
         self._bind(interp, *names, where)
         self._pin(interp)
