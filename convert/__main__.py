@@ -22,7 +22,9 @@ log = logging.getLogger("convert")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cadenza-convert", description="Convert a training run into a player bundle.")
+    p = argparse.ArgumentParser(prog="cadenza-convert", description="Convert a training run into a player bundle.",
+                                epilog="An Edge TPU model compiled on another machine goes in with: "
+                                       "cadenza-convert add-edgetpu BUNDLE NAME_edgetpu.tflite")
     p.add_argument("run_dir", type=Path, help="training run directory (model.keras, config.json, report.json)")
     p.add_argument("--out", type=Path, default=Path("models/bach.cadenza"), help="bundle to write (default %(default)s)")
     p.add_argument("--variant", choices=VARIANT_CHOICES, default="auto",
