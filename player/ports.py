@@ -222,7 +222,18 @@ def default_output(available: list[str], client_name: str = "cadenza") -> str | 
 
 
 class _RtmidiIO:
-    """One rtmidi object (one ALSA/JACK client) and its one open port."""
+    """One rtmidi object (one ALSA/JACK client) and its one open port.
+
+    An input hands its messages to `callback(event, t)`: on ALSA (and CoreMIDI...) from
+    rtmidi's callback in rtmidi's own thread, t = None (the callee stamps). On JACK,
+    rtmidi would call back from JACK's process thread, where a Python callback needs
+    the GIL: whenever another thread holds it (python-rtmidi holds it even while it
+    blocks on the JACK server) the whole JACK graph waits, and closing a port while
+    an input was active stalled for 5 s (measured). So on JACK a thread polls
+    rtmidi's queue every POLL_S and stamps each message from rtmidi's deltas.
+    """
+
+    POLL_S = 0.001
 
     def __init__(self, backend, kind: str, client_name: str, callback=None):
         import rtmidi
@@ -231,14 +242,32 @@ class _RtmidiIO:
         self.kind, self.api, self.client_name = kind, backend.api, client_name
         self.jack = _is_jack(backend)
         self._backend = backend
+        self._callback = callback
+        self._poller: threading.Thread | None = None
+        self._poll_stop = threading.Event()
+        kw = {"queue_size_limit": 8192} if kind == "input" else {}
         try:
-            self.rt = cls(rtapi=_api_id(backend), name=client_name)
+            self.rt = cls(rtapi=_api_id(backend), name=client_name, **kw)
         except Exception as e:
             raise PortError(_explain(backend, e)) from None
         if kind == "input":
             # Timing messages are wanted (external clock); sysex and active sensing are not.
             self.rt.ignore_types(sysex=True, timing=False, active_sense=True)
-        self._callback = callback
+        # RtMidi reports a failed ALSA send as a warning (python-rtmidi: warnings.warn), not
+        # an error: catch it here so that send() can tell.
+        self.warning: str | None = None
+        self.rt.set_error_callback(self._on_error)
+
+    def _on_error(self, etype, msg, data=None) -> None:
+        import rtmidi
+
+        if etype in (rtmidi.ERRORTYPE_WARNING, rtmidi.ERRORTYPE_DEBUG_WARNING):
+            self.warning = msg
+            return
+        default = getattr(rtmidi._rtmidi, "_default_error_handler", None)
+        if default is not None:
+            default(etype, msg, data)  # raises the matching rtmidi exception
+        raise rtmidi.RtMidiError(msg)
 
     def names(self) -> list[str]:
         return self.rt.get_ports()
@@ -246,23 +275,49 @@ class _RtmidiIO:
     def open(self, name: str | None) -> str:
         """Open the named peer (None = a virtual port); the name our port is known by."""
         short = "in" if self.kind == "input" else "out"
-        if self.kind == "input":
-            with contextlib.suppress(Exception):
-                self.rt.cancel_callback()
-            self.rt.set_callback(self._callback)
         if name is None:
             before = self._opposite_names()
             self.rt.open_virtual_port(short)
             after = self._opposite_names()
             new = [n for n in after if n not in before and _own(n, self.client_name)]
-            return new[0] if len(new) == 1 else f"{self.client_name}:{short}"
-        names = self.names()
-        if name not in names:
-            raise PortError(f"MIDI {self.kind} {name!r} is gone")
-        self.rt.open_port(names.index(name), short)
-        if self.jack:
+            resolved = new[0] if len(new) == 1 else f"{self.client_name}:{short}"
+        else:
+            names = self.names()
+            if name not in names:
+                raise PortError(f"MIDI {self.kind} {name!r} is gone")
+            self.rt.open_port(names.index(name), short)
+            resolved = name
+        if self.kind == "input":
+            if self.jack:
+                self._poll_stop.clear()
+                self._poller = threading.Thread(target=self._poll, name="midi-input-poll", daemon=True)
+                self._poller.start()
+            else:
+                self.rt.set_callback(self._callback)
+        if self.jack and name is not None:
             time.sleep(CONNECT_SETTLE_S)
-        return name
+        return resolved
+
+    def _poll(self) -> None:
+        rt, callback = self.rt, self._callback
+        while not self._poll_stop.is_set():
+            batch = []
+            while True:
+                event = rt.get_message()  # ([bytes], seconds since the message before)
+                if not event:
+                    break
+                batch.append(event)
+            if not batch:
+                time.sleep(self.POLL_S)
+                continue
+            # The last arrived by now; each earlier one its successors' deltas before.
+            t = time.monotonic()
+            stamps = [t] * len(batch)
+            for i in range(len(batch) - 1, 0, -1):
+                t -= max(0.0, float(batch[i][1]))
+                stamps[i - 1] = t
+            for event, stamp in zip(batch, stamps):
+                callback(event, stamp)
 
     def _opposite_names(self) -> list[str]:
         """Ports in the other direction (where our virtual port shows up), via a short-lived client."""
@@ -281,11 +336,19 @@ class _RtmidiIO:
             probe.delete()
 
     def send(self, msg: mido.Message) -> None:
+        self.warning = None
         self.rt.send_message(msg.bytes())
+        if self.warning is not None:
+            raise OSError(self.warning)
 
     def close_port(self) -> None:
-        self.rt.close_port()  # first: without a callback rtmidi would queue (and complain about) the rest
-        if self.kind == "input":
+        if self._poller is not None:
+            self._poll_stop.set()
+            if self._poller is not threading.current_thread():
+                self._poller.join()
+            self._poller = None
+        self.rt.close_port()
+        if self.kind == "input" and not self.jack:
             with contextlib.suppress(Exception):
                 self.rt.cancel_callback()
 
@@ -508,7 +571,7 @@ class _Port:
             self.connected = False
             self._lost_at = time.monotonic()
             self.lost_count += 1
-        log.warning("MIDI %s %s lost (%s); retrying every %g s", self.kind, self.name, why, self._reconnect_interval)
+        log.warning("MIDI %s %s lost (%s); reopening when it is back", self.kind, self.name, why)
 
     def _drop_io(self, why: str) -> None:
         """Forget the whole client (JACK server gone): close it before libjack frees it under us."""
@@ -520,6 +583,8 @@ class _Port:
                 io.delete()  # up to 1 s on a dead JACK server: rtmidi waits for a cycle that never comes
 
     def _reconnect(self) -> None:
+        if self._io is not None and self.virtual:
+            self._drop_io("reopening")  # rtmidi opens a virtual port once per client
         if self._io is None:
             if _is_jack(self._backend) and not _JackWatch.server_up():
                 return
@@ -729,8 +794,9 @@ class InputPort(_Port):
             self._start()
 
     def _on_midi(self, event, data=None) -> None:
-        # rtmidi's thread: stamp first, never block, never raise.
-        t = time.monotonic()
+        # rtmidi's thread (or the JACK poller, which passes its stamp): stamp first, never
+        # block, never raise.
+        t = data if isinstance(data, float) else time.monotonic()
         try:
             msg = mido.Message.from_bytes(event[0])
         except Exception:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.jackutil import JackServer, jack_env
+from tests.jackutil import JackServer, jack_env, start_free_server
 
 
 @pytest.fixture(scope="session")
@@ -16,13 +16,12 @@ def jack_server(tmp_path_factory):
         if os.environ.get("CI"):
             pytest.fail("jackd is not installed (apt install jackd2); CI must run the JACK tests")
         pytest.skip("jackd is not installed (apt install jackd2): the real-port tests need a JACK server")
-    server = JackServer(f"cadenza-test-{os.getpid()}", log_dir=str(tmp_path_factory.mktemp("jack")))
-    saved = {k: os.environ.get(k) for k in jack_env(server.name)}
-    os.environ.update(jack_env(server.name))  # for this process and the children it starts
     try:
-        server.start()
+        server = start_free_server("cadenza-test", log_dir=str(tmp_path_factory.mktemp("jack")))
     except RuntimeError as e:
         pytest.fail(str(e)) if os.environ.get("CI") else pytest.skip(f"cannot start jackd: {e}")
+    saved = {k: os.environ.get(k) for k in jack_env(server.name)}
+    os.environ.update(jack_env(server.name))  # for this process and the children it starts
     yield server
     server.stop()
     for k, v in saved.items():

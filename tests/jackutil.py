@@ -27,6 +27,16 @@ PERIOD = int(os.environ.get("CADENZA_JACK_PERIOD", "16"))
 RATE = 48000
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, so no jackd outlives a killed run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def jack_env(server: str) -> dict:
     """What a process needs to reach this server and never auto-start another."""
     return {"JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
@@ -52,9 +62,12 @@ class JackServer:
         return f"/dev/shm/jack_{self.name}_{os.getuid()}_0"
 
     def start(self, timeout: float = 15.0) -> "JackServer":
+        if self._accepts():
+            raise RuntimeError(f"a JACK server named {self.name!r} is already running")
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -85,11 +98,22 @@ class JackServer:
             self.proc.wait()
 
 
-def _rt(kind: str, client: str):
-    import rtmidi
+def start_free_server(prefix: str, log_dir: str | None = None, tries: int = 4) -> JackServer:
+    """A server under the first free name of a small pool: prefix-0, prefix-1, ...
 
-    cls = rtmidi.MidiIn if kind == "input" else rtmidi.MidiOut
-    return cls(rtapi=rtmidi.API_UNIX_JACK, name=client)
+    jackd keeps a machine-wide table of 8 server names; a server killed without its
+    goodbye keeps its entry until a server of the same name starts again. Unique names
+    per run would fill the table for good ("Too many servers already active"); a pool
+    reclaims them.
+    """
+    errors = []
+    for i in range(tries):
+        server = JackServer(f"{prefix}-{i}", log_dir=log_dir)
+        try:
+            return server.start()
+        except RuntimeError as e:
+            errors.append(str(e))
+    raise RuntimeError("; ".join(errors))
 
 
 def _find(names: list[str], query: str) -> int:
@@ -104,25 +128,43 @@ class JackReceiver:
 
     source=None opens a virtual port "<client>:in" for others to connect to;
     else it connects to the output port whose name contains `source`.
+
+    It polls rtmidi's queue from a thread (every POLL_S) instead of taking a callback: a
+    Python callback runs in JACK's process thread and needs the GIL, which python-rtmidi
+    holds while it blocks on the server (closing a port, say) in another thread of this
+    process: the server then waits for the callback, a stall of seconds (the player's
+    input polls for the same reason). Stamps are late by up to POLL_S.
     """
 
+    POLL_S = 0.0005
+
     def __init__(self, source: str | None = None, client: str = "synth"):
+        import rtmidi
+
         self.events: list[tuple[int, list[int]]] = []
         self._cond = threading.Condition()
-        self._rt = _rt("input", client)
+        self._rt = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=client, queue_size_limit=16384)
         self._rt.ignore_types(sysex=True, timing=False, active_sense=True)
-        self._rt.set_callback(self._on_midi)
         if source is None:
             self._rt.open_virtual_port("in")
         else:
             self._rt.open_port(_find(self._rt.get_ports(), source), "in")
             time.sleep(0.05)  # a new JACK connection carries data after a cycle or two
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="jack-receiver", daemon=True)
+        self._thread.start()
 
-    def _on_midi(self, event, data=None):
-        t = time.monotonic_ns()
-        with self._cond:
-            self.events.append((t, list(event[0])))
-            self._cond.notify_all()
+    def _poll(self):
+        rt = self._rt
+        while not self._stop.is_set():
+            event = rt.get_message()
+            if event is None:
+                time.sleep(self.POLL_S)
+                continue
+            t = time.monotonic_ns()
+            with self._cond:
+                self.events.append((t, list(event[0])))
+                self._cond.notify_all()
 
     def messages(self) -> list[mido.Message]:
         with self._cond:
@@ -139,8 +181,9 @@ class JackReceiver:
 
     def close(self) -> None:
         if self._rt is not None:
+            self._stop.set()
+            self._thread.join()
             self._rt.close_port()
-            self._rt.cancel_callback()
             self._rt.delete()
             self._rt = None
 
@@ -155,7 +198,9 @@ class JackSender:
     """A keyboard stand-in: a JACK MIDI output, virtual ("<client>:out") or connected to `target`."""
 
     def __init__(self, target: str | None = None, client: str = "keys"):
-        self._rt = _rt("output", client)
+        import rtmidi
+
+        self._rt = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=client)
         if target is None:
             self._rt.open_virtual_port("out")
         else:

@@ -448,11 +448,12 @@ def test_jack_named_input_lost_and_back(jack):
 
 
 JACK_DEATH = textwrap.dedent("""
-    import signal, sys, time, mido
+    import os, signal, sys, time, mido
     sys.path.insert(0, sys.argv[1])
     from player.ports import OutputPort, InputPort, open_backend
-    from tests.jackutil import JackServer, JackReceiver
-    server = JackServer(sys.argv[2]).start()
+    from tests.jackutil import JackReceiver, jack_env, start_free_server
+    server = start_free_server("cadenza-death")
+    os.environ.update(jack_env(server.name))
     b = open_backend("jack")
     out = OutputPort("virtual", b, reconnect_interval=0.2)
     keys = InputPort("virtual", b, reconnect_interval=0.2)
@@ -481,10 +482,7 @@ JACK_DEATH = textwrap.dedent("""
 @pytest.mark.jack
 @pytest.mark.slow
 def test_jack_server_death_neither_hangs_nor_crashes(jack_server):
-    name = f"cadenza-death-{os.getpid()}"
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
-    r = subprocess.run([sys.executable, "-c", JACK_DEATH, str(ROOT), name], env=env, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", JACK_DEATH, str(ROOT)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr[-2000:]
     lines = r.stdout.splitlines()
     assert lines[0].split()[2:] == ["lost", "True", "dropped", lines[0].split()[-1]] and int(lines[0].split()[-1]) > 4000
@@ -526,3 +524,26 @@ def test_jack_burst_is_capped_not_hung(jack):
         sent = sum(out.send(mido.Message("note_off", channel=i % 16, note=i % 128)) for i in range(4096))
         assert time.monotonic() - t0 < 2
         assert sent >= ports.JACK_BURST and out.dropped == 4096 - sent
+
+
+@pytest.mark.jack
+def test_rtmidi_send_warning_marks_the_port_lost(jack):
+    # ALSA reports a failed send only as a warning through RtMidi's error callback.
+    import rtmidi
+
+    alsa_warning = "MidiOutAlsa::sendMessage: error sending MIDI message to port."
+    with OutputPort("virtual", jack, client_name="cadenza-warn", reconnect_interval=0) as out:
+        io, real = out._io, out._io.rt
+
+        class FailingRt:
+            def send_message(self, data):
+                io._on_error(rtmidi.ERRORTYPE_WARNING, alsa_warning)
+
+        io.rt = FailingRt()
+        assert not out.send(mido.Message("note_on", note=60))
+        assert not out.connected and out.dropped == 1
+        io.rt = real
+        out.maintain()  # a virtual port is simply reopened
+        assert out.connected and out.send(mido.Message("note_on", note=60))
+        with pytest.raises(rtmidi.RtMidiError):
+            io._on_error(rtmidi.ERRORTYPE_INVALID_PARAMETER, "bad")  # errors still raise
