@@ -14,15 +14,20 @@ if not, marks the port lost and reopens it by name when it is back. Sends while
 lost are counted and dropped, never raised. The output sends all-notes-off on
 every (re)open and tracks the notes it left sounding, so no note hangs.
 
-The input's rtmidi callback only stamps (time.monotonic) and queues; everything
-else happens on the caller's thread.
+The input's rtmidi callback (on JACK: a polling thread, see below) only stamps
+(time.monotonic) and queues; everything else happens on the caller's thread.
 
-JACK specifics (measured with jackd 1.9.21, python-rtmidi 1.5.8): if the JACK
-server dies, rtmidi's send spins forever once its ring buffer fills and closing
-a dead client after libjack has cleaned it up segfaults. So on JACK the ports
-also watch the server's socket and drop their clients before any new client is
-made (`_JackWatch`). A connection made by jack_connect takes a cycle or two to
-carry data, so a fresh connection waits CONNECT_SETTLE_S before sending.
+JACK specifics (measured with jackd 1.9.21, python-rtmidi 1.5.8):
+- if the server dies, rtmidi's send spins forever once its ring buffer fills, and
+  closing a client that libjack already freed (it frees every dead client when a new
+  one opens) segfaults. So the ports watch the server's socket (`_JackWatch`), stop
+  sending at once, and drop their clients before any new client is made;
+- a Python callback in JACK's process thread needs the GIL, which python-rtmidi
+  holds even while it blocks on the server: the graph stalls (5 s seen). So a JACK
+  input polls rtmidi's queue from its own thread instead (1 ms; stamps from rtmidi's
+  deltas), and a burst beyond JACK_BURST messages is dropped before the ring fills;
+- a connection made by jack_connect carries data after a cycle or two, so a fresh
+  connection waits CONNECT_SETTLE_S before sending.
 """
 
 from __future__ import annotations
@@ -773,7 +778,8 @@ class OutputPort(_Port):
 class InputPort(_Port):
     """An input by name substring, "virtual", or None/"none" (no input: get() just waits).
 
-    The rtmidi callback stamps each message with time.monotonic() and queues it;
+    The rtmidi callback (on JACK a 1 ms polling thread) stamps each message with
+    time.monotonic() and queues it;
     a full queue drops (counted in `dropped`), bytes mido cannot parse are counted
     in `malformed`. MIDI clock, start, stop and continue come through; sysex and
     active sensing are filtered out by rtmidi. `wait` and `on_reconnect` as for

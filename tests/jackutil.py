@@ -90,12 +90,15 @@ class JackServer:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        for _ in range(3):  # a SIGKILL would leave jackd's entry in its machine-wide server table
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=3)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc.kill()
+        self.proc.wait()
 
 
 def start_free_server(prefix: str, log_dir: str | None = None, tries: int = 4) -> JackServer:

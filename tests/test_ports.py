@@ -394,7 +394,9 @@ def test_jack_input_receives_notes_and_clock(jack):
                     mido.Message("clock"), mido.Message("note_off", note=60), mido.Message("stop"),
                     mido.Message("continue"), mido.Message("control_change", control=64, value=0)]
             t0 = time.monotonic()
+            sent_at = []
             for m in msgs:
+                sent_at.append(time.monotonic())
                 kb.send(m)
                 time.sleep(0.001)
             got = []
@@ -405,6 +407,8 @@ def test_jack_input_receives_notes_and_clock(jack):
         assert [m for _, m in got] == msgs
         stamps = [t for t, _ in got]
         assert stamps == sorted(stamps) and t0 <= stamps[0] <= time.monotonic()
+        late_ms = [(t - s) * 1000 for t, s in zip(stamps, sent_at)]
+        assert all(-1 < x < 50 for x in late_ms), late_ms  # polled, and dated by rtmidi's deltas
 
 
 @pytest.mark.jack
