@@ -207,7 +207,7 @@ class Scheduler:
         events, self._pending = self._pending + self.inbox.poll(), []
         for t, msg in events:
             if msg.type in CLOCK_TYPES and tb.external:
-                tb.on_message(msg, t)
+                self._transport(tb.on_message(msg, t), t)
                 continue
             if self.handle is not None:
                 tick = tb.tick_at(t) if tb.running else eng.cursor
@@ -231,12 +231,31 @@ class Scheduler:
         nxt = eng.next_tick()
         if nxt is not None:
             wake = min(wake, tb.time_of(nxt))
+        if eng.playing:  # wake when the engine's plan no longer covers the lookahead
+            wake = min(wake, max(now, tb.time_of(eng.cursor) - self.lookahead))
         w = cond.next_wake_tick()
         if w is not None:
             wake = min(wake, max(now, tb.time_of(w) - self.lookahead))
         if self._next_clock is not None:
             wake = min(wake, tb.time_of(self._next_clock))
         return wake
+
+    def _transport(self, event: str | None, t: float) -> None:
+        """Start / Stop / Continue from an external clock."""
+        tb, eng, cond = self.timebase, self.engine, self.conductor
+        if event == "stop":
+            cond.halt(tb.tick_at(t))
+            for tm in eng.pop_due(float("inf")):
+                self._send(tm, t)
+            self.sink.all_notes_off()
+            log.info("external clock: stop")
+        elif event == "start":
+            tb.base = int(eng.cursor)
+            cond.resume(tb.base)
+            log.info("external clock: start")
+        elif event == "continue":
+            cond.resume(max(eng.cursor, tb.tick + 1))
+            log.info("external clock: continue")
 
     def run(self, until: float | None = None, done: Callable[[], bool] | None = None) -> None:
         """Loop until stop(), the clock reaches `until`, or done() says so."""

@@ -149,6 +149,16 @@ class Conductor:
             self._play(math.ceil(tick))
         return False
 
+    def halt(self, tick: float) -> None:
+        """The external clock stopped: silence, and wait for Start/Continue."""
+        self._cut(tick)
+        self.state = "listen"
+
+    def resume(self, tick: float) -> None:
+        """The external clock started (or continued) at `tick`."""
+        if self.mode != "call-response":
+            self._play(math.ceil(tick))
+
     def panic(self, tick: float) -> None:
         self._cut(tick)
         self.held.clear()
@@ -188,7 +198,7 @@ class Conductor:
         eng = self.engine
         if not eng.playing:
             return False
-        return eng.cursor < horizon_tick or (eng.limit is not None and eng.cursor >= eng.limit)
+        return eng.cursor < horizon_tick + 1e-6 or (eng.limit is not None and eng.cursor >= eng.limit)
 
     def describe(self) -> str:
         return self.mode

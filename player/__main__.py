@@ -1,0 +1,123 @@
+"""cadenza-play: the instrument. Flags override the config file; errors are one line, exit 2.
+
+    cadenza-play --output fluid --input keystation
+    cadenza-play --list-ports
+    cadenza-play --render answer.mid --seed-file phrase.mid --beats 16 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+EXIT_USAGE = 2
+
+FLAG_KEYS = {  # flag dest -> settings key
+    "model": "model",
+    "output": "midi.output",
+    "input": "midi.input",
+    "backend": "midi.backend",
+    "client_name": "midi.client_name",
+    "mode": "play.mode",
+    "tempo": "play.tempo",
+    "temperature": "play.temperature",
+    "top_p": "play.top_p",
+    "phrase_gap": "play.phrase_gap",
+    "answer_bars": "play.answer_bars",
+    "seed": "play.seed",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cadenza-play",
+        description="Play a Cadenza model to a MIDI synth, answering the phrases played on a keyboard.")
+    p.add_argument("--model", metavar="FILE", help="model bundle (*.cadenza); default: the bundled model")
+    p.add_argument("--output", metavar="NAME", help="MIDI output: a substring of its name, or 'virtual'")
+    p.add_argument("--input", metavar="NAME", help="MIDI input (keyboard): a substring, 'virtual' or 'none'")
+    p.add_argument("--backend", metavar="API", help="MIDI backend: alsa, jack, coremidi, windows, or a mido backend")
+    p.add_argument("--client-name", metavar="NAME", help="MIDI client name (default cadenza)")
+    p.add_argument("--config", metavar="FILE", help="TOML settings (default /etc/cadenza/config.toml if it exists)")
+    p.add_argument("--mode", choices=("call-response", "duet", "solo"))
+    p.add_argument("--tempo", type=float, metavar="BPM")
+    p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (1 = as trained)")
+    p.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling: keep the most likely tokens up to P")
+    p.add_argument("--phrase-gap", type=float, metavar="BEATS", help="silence that ends a phrase")
+    p.add_argument("--answer-bars", type=int, metavar="N", help="length of an answer")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="play this long, then stop cleanly")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed: the same seed plays the same notes")
+    p.add_argument("--debug", action="store_true", help="debug logging")
+    p.add_argument("--list-ports", action="store_true", help="list MIDI ports and exit")
+    g = p.add_argument_group("offline rendering (no ports)")
+    g.add_argument("--render", metavar="OUT.mid", help="write the model's playing to a MIDI file, as fast as it can")
+    g.add_argument("--seed-file", metavar="PHRASE.mid", help="a phrase to answer (as if played on the keyboard)")
+    g.add_argument("--beats", type=float, metavar="N", help="length to render (default: answer_bars bars)")
+    g.add_argument("--include-seed", action="store_true", help="write the phrase before the answer")
+    return p
+
+
+def setup_logging(level: str = "info") -> None:
+    """stderr; without timestamps under systemd (the journal stamps each line)."""
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") \
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def flag_overrides(args: argparse.Namespace) -> dict:
+    return {key: getattr(args, dest) for dest, key in FLAG_KEYS.items() if getattr(args, dest, None) is not None}
+
+
+def load_settings(args: argparse.Namespace):
+    from player.config import load_config, override
+
+    return override(load_config(args.config), flag_overrides(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging("debug" if args.debug else "info")
+    from player.bundle import BundleError
+    from player.config import ConfigError
+    from player.events import MidiFileError
+    from player.ports import PortError
+
+    try:
+        if args.list_ports:
+            from player.ports import format_port_list, open_backend
+
+            backend = args.backend
+            if backend is None:
+                backend = load_settings(args).midi.backend
+            print(format_port_list(open_backend(backend)))
+            return 0
+        settings = load_settings(args)
+        if not args.debug:
+            setup_logging(settings.log.level)
+        if args.render:
+            from player.daemon import render_file
+
+            return render_file(settings, args.render, seed_file=args.seed_file, beats=args.beats,
+                               include_seed=args.include_seed)
+        if args.seed_file or args.beats or args.include_seed:
+            raise ConfigError("--seed-file, --beats and --include-seed go with --render")
+        from player.daemon import Daemon
+
+        return Daemon(settings, config_path=args.config, overrides=flag_overrides(args),
+                      duration=args.duration).run()
+    except (ConfigError, BundleError, PortError, MidiFileError, ImportError, OSError, ValueError) as e:
+        logging.getLogger("player").debug("exiting on an error", exc_info=True)
+        text = " ".join(str(e).split()) or type(e).__name__
+        print(f"cadenza-play: {text}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

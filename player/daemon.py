@@ -1,0 +1,274 @@
+"""The live player: settings -> model, ports, engine, scheduler, signals, systemd.
+
+    Daemon(settings).run()   # until SIGTERM/SIGINT or --duration; returns the exit code
+
+The scheduler loop runs on the main thread (at SCHED_FIFO when allowed); the
+ports have their own threads (rtmidi's callback, the reconnect watcher). Signals
+only set flags; the loop acts on them between sends: stop, or reload (SIGHUP:
+new settings and model, same ports; a broken file keeps the old ones).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import mido
+
+from player import notify
+from player.clock import RealClock, TempoMap
+from player.controls import ControlMap, InputRouter
+from player.engine import Engine
+from player.midiclock import ClockFollower
+from player.sampling import Sampler
+from player.scheduler import PortInbox, Scheduler
+from player.steering import Conductor
+
+log = logging.getLogger(__name__)
+
+RT_PRIORITY = 20  # SCHED_FIFO, below JACK's own threads (70+) so audio still wins
+
+
+def model_path(settings) -> str:
+    from player.bundle import default_model_path
+
+    return settings.model or str(default_model_path())
+
+
+def open_model(settings):
+    from player.runtime import open_model as _open
+
+    path = model_path(settings)
+    model = _open(path, num_threads=settings.num_threads)
+    log.info("model %s (vocabulary %d, hidden %d)", path, model.vocab_size, model.hidden)
+    return model
+
+
+def set_realtime(priority: int = RT_PRIORITY) -> bool:
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError) as e:
+        log.info("real-time scheduling not permitted (%s); running at normal priority",
+                 getattr(e, "strerror", None) or e)
+        return False
+    log.info("scheduler loop at SCHED_FIFO priority %d", priority)
+    return True
+
+
+def render_file(settings, out_path: str, seed_file: str | None = None, beats: float | None = None,
+                include_seed: bool = False) -> int:
+    """--render: the engine on a simulated clock, no ports; writes a MIDI file."""
+    from player.events import read_midi
+    from player.render import render, write_render
+
+    phrase = read_midi(seed_file) if seed_file else None
+    play = settings.play
+    if beats is None:
+        beats = play.answer_bars * play.beats_per_bar
+    if beats <= 0:
+        raise ValueError(f"--beats must be positive, got {beats:g}")
+    model = open_model(settings)
+    t0 = time.perf_counter()
+    rendered = render(model, beats=beats, phrase=phrase, tempo=play.tempo, temperature=play.temperature,
+                      top_p=play.top_p, seed=play.seed, phrase_gap=play.phrase_gap,
+                      channel=settings.midi.channel - 1)
+    program = settings.midi.program if settings.midi.program >= 0 else None
+    write_render(out_path, rendered, include_seed, play.tempo, program)
+    notes = sum(1 for tm in rendered.answer if tm.message.type == "note_on" and tm.message.velocity)
+    log.info("wrote %s: %d notes in %g beats (%.2f s)", out_path, notes, beats, time.perf_counter() - t0)
+    return 0
+
+
+class Daemon:
+    def __init__(self, settings, config_path: str | None = None, overrides: dict | None = None,
+                 duration: float | None = None, clock=None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        self.duration = duration
+        self.clock = clock or RealClock()
+        self._reload = False
+        self._last_watchdog = -math.inf
+        self._watchdog_every = notify.watchdog_interval()
+        self.out = self.inp = self.recorder = None
+        self.scheduler: Scheduler | None = None
+
+    # -- wiring ---------------------------------------------------------------
+
+    def _open_ports(self):
+        from player.ports import InputPort, OutputPort, open_backend
+
+        m = self.settings.midi
+        backend = open_backend(m.backend)
+        self.out = OutputPort(m.output, backend, m.client_name)
+        log.info("MIDI output: %s", self.out.name)
+        self.inp = InputPort(m.input, backend, m.client_name)
+        if self.inp.enabled:
+            log.info("MIDI input: %s", self.inp.name)
+
+    def _build(self, model) -> Scheduler:
+        s = self.settings
+        play = s.play
+        clock = self.clock
+        if s.clock.source == "external":
+            timebase = ClockFollower(play.tempo)
+        else:
+            timebase = TempoMap(play.tempo, clock.now())
+        engine = Engine(model, Sampler(play.temperature, play.top_p, play.seed), channel=s.midi.channel - 1)
+        align = None if timebase.external else self._align
+        cond = Conductor(engine, mode=play.mode, phrase_gap=play.phrase_gap, answer_bars=play.answer_bars,
+                         beats_per_bar=play.beats_per_bar, sustain_ends_phrase=s.controls.sustain_ends_phrase,
+                         align=align)
+        sch = Scheduler(cond, clock, timebase, PortInbox(clock, self.inp), _Sink(self), velocity_scale=play.velocity_scale,
+                        send_clock=s.clock.send and not timebase.external, on_alive=self._alive)
+        sch.handle = _Recorded(self, InputRouter(sch, ControlMap.from_settings(s.controls), thru=s.midi.thru,
+                                                 input_channel=s.midi.input_channel - 1 if s.midi.input_channel else None,
+                                                 on_change=lambda *_: self._status()))
+        return sch
+
+    def _align(self, tick_float: float, tick: int) -> None:
+        tb = self.scheduler.timebase
+        t = tb.time_of(tick_float)
+        tb.t0, tb.tick0 = t, float(tick)
+
+    def _status(self) -> None:
+        sch = self.scheduler
+        text = (f"{sch.conductor.mode}, {sch.timebase.bpm:.0f} BPM, "
+                f"temperature {sch.engine.sampler.temperature:.2f}")
+        if sch.timebase.external:
+            text += " (external clock)"
+        notify.status(text)
+        return text
+
+    # -- signals and the loop's housekeeping -------------------------------------
+
+    def _on_stop(self, signum, frame) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        if self.scheduler is not None:
+            self.scheduler.stop()
+
+    def _on_hup(self, signum, frame) -> None:
+        self._reload = True
+
+    def _alive(self, now: float) -> None:
+        """Called by the scheduler loop on every pass: the watchdog, and a pending reload."""
+        if self._watchdog_every is not None and now - self._last_watchdog >= self._watchdog_every:
+            notify.watchdog()
+            self._last_watchdog = now
+        if self._reload:
+            self._reload = False
+            self.reload()
+
+    def reload(self) -> None:
+        """SIGHUP: settings and model again, the ports kept; anything broken keeps the old."""
+        from player.config import load_config, override
+
+        notify.reloading()
+        try:
+            new = override(load_config(self.config_path), self.overrides)
+            model = open_model(new)
+        except Exception as e:  # a broken file must not stop the music
+            log.error("reload failed, keeping the old settings and model: %s", " ".join(str(e).split()))
+            notify.ready()
+            self._status()
+            return
+        old, self.settings = self.settings, new
+        sch = self.scheduler
+        now = self.clock.now()
+        tick = sch.timebase.tick_at(now) if sch.timebase.running else sch.engine.cursor
+        if old.midi != new.midi or old.clock != new.clock:
+            log.warning("MIDI port and clock settings change on restart only; kept as they were")
+        eng, cond = sch.engine, sch.conductor
+        cond._cut(tick)
+        sch.send_due()
+        eng.model = model
+        eng.sampler.temperature, eng.sampler.top_p = new.play.temperature, new.play.top_p
+        if not sch.timebase.external:
+            sch.timebase.set_tempo(new.play.tempo, now)
+        sch.velocity_scale = new.play.velocity_scale
+        cond.phrase_gap, cond.answer_bars = new.play.phrase_gap, new.play.answer_bars
+        cond.beats_per_bar, cond.sustain_ends_phrase = new.play.beats_per_bar, new.controls.sustain_ends_phrase
+        sch.handle.router.controls = ControlMap.from_settings(new.controls)
+        cond.mode = new.play.mode
+        cond.begin(math.ceil(tick))
+        log.info("reloaded settings and model")
+        notify.ready()
+        self._status()
+
+    # -- run ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        s = self.settings
+        t_start = time.monotonic()
+        model = open_model(s)
+        self._open_ports()
+        try:
+            if s.record.enabled:
+                from player.recorder import SessionRecorder
+
+                self.recorder = SessionRecorder(s.record.directory, s.record.max_files, s.record.max_bytes)
+            self.scheduler = sch = self._build(model)
+            self.out.all_notes_off()
+            if s.midi.program >= 0:
+                program = mido.Message("program_change", channel=s.midi.channel - 1, program=s.midi.program)
+                self.out.send(program)
+                self.out.on_reconnect = lambda port: port.send(program)
+            signal.signal(signal.SIGTERM, self._on_stop)
+            signal.signal(signal.SIGINT, self._on_stop)
+            signal.signal(signal.SIGHUP, self._on_hup)
+            set_realtime()
+            sch.begin()
+            notify.ready(self._status())
+            log.info("ready in %.2f s: %s", time.monotonic() - t_start, self._status())
+            until = None if self.duration is None else self.clock.now() + self.duration
+            try:
+                sch.run(until=until)
+            finally:
+                notify.stopping()
+                sch.end()
+        finally:
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.all_notes_off()
+        for port in (self.inp, self.out):
+            if port is not None:
+                port.close()
+        if self.recorder is not None:
+            path = self.recorder.close()
+            if path:
+                log.info("session recorded to %s", path)
+
+
+class _Sink:
+    """The scheduler's output: the port (and the recorder, when recording)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    def send(self, msg: mido.Message) -> None:
+        self.d.out.send(msg)
+        if self.d.recorder is not None:
+            self.d.recorder.record("out", time.monotonic(), msg)
+
+    def all_notes_off(self) -> None:
+        self.d.out.all_notes_off()
+
+
+class _Recorded:
+    """The input router, with the recorder listening in."""
+
+    def __init__(self, daemon: Daemon, router: InputRouter) -> None:
+        self.d = daemon
+        self.router = router
+
+    def __call__(self, t, msg, tick) -> None:
+        if self.d.recorder is not None:
+            self.d.recorder.record("in", t, msg)
+        self.router(t, msg, tick)
