@@ -232,7 +232,9 @@ class Scheduler:
         if nxt is not None:
             wake = min(wake, tb.time_of(nxt))
         if eng.playing:  # wake when the engine's plan no longer covers the lookahead
-            wake = min(wake, max(now, tb.time_of(eng.cursor) - self.lookahead))
+            t_more = tb.time_of(eng.cursor) - self.lookahead
+            if t_more > now:  # (not yet due: an external clock's next pulse wakes us instead)
+                wake = min(wake, t_more)
         w = cond.next_wake_tick()
         if w is not None:
             wake = min(wake, max(now, tb.time_of(w) - self.lookahead))
