@@ -1,0 +1,77 @@
+"""cadenza-play at the edge: every error is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from player.__main__ import build_parser, flag_overrides
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "player", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, **kw)
+
+
+def one_line_exit_2(r):
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("cadenza-play:")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def test_flags_become_settings_overrides():
+    args = build_parser().parse_args(["--tempo", "90", "--mode", "duet", "--input", "none", "--top-p", "0.9",
+                                      "--client-name", "cz", "--seed", "4"])
+    assert flag_overrides(args) == {"play.tempo": 90.0, "play.mode": "duet", "midi.input": "none",
+                                    "play.top_p": 0.9, "midi.client_name": "cz", "play.seed": 4}
+
+
+def test_bad_bundle(tmp_path):
+    bad = tmp_path / "bad.cadenza"
+    bad.write_bytes(b"not a zip")
+    assert "bad.cadenza" in one_line_exit_2(cli("--render", tmp_path / "o.mid", "--model", bad))
+    assert "nothing.cadenza" in one_line_exit_2(cli("--model", tmp_path / "nothing.cadenza", "--input", "none"))
+
+
+def test_bad_config(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[play]\ntempo = 'fast'\n")
+    assert "play.tempo" in one_line_exit_2(cli("--config", cfg, "--render", tmp_path / "o.mid"))
+    assert "does not exist" in one_line_exit_2(cli("--config", tmp_path / "none.toml"))
+    assert "play.tempo" in one_line_exit_2(cli("--tempo", "1000", "--render", tmp_path / "o.mid"))
+
+
+def test_bad_seed_file(tmp_path):
+    bad = tmp_path / "p.mid"
+    bad.write_bytes(b"MThd garbage")
+    assert "p.mid" in one_line_exit_2(cli("--render", tmp_path / "o.mid", "--seed-file", bad))
+
+
+def test_render_only_flags_need_render(tmp_path):
+    assert "--render" in one_line_exit_2(cli("--beats", "4"))
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    pytest.importorskip("tensorflow")
+    from convert.testing import converted
+
+    return converted().bundle
+
+
+@pytest.mark.jack
+def test_missing_port_lists_what_there_is(jack_server, bundle):
+    from tests.jackutil import JackReceiver
+
+    with JackReceiver(None, client="synthA"):
+        line = one_line_exit_2(cli("--backend", "jack", "--output", "no-such-synth", "--input", "none",
+                                   "--model", bundle))
+        assert "no-such-synth" in line and "synthA" in line
+        listing = cli("--backend", "jack", "--list-ports")
+        assert listing.returncode == 0 and "synthA" in listing.stdout
