@@ -145,6 +145,11 @@ class Engine:
 
     def _checkpoint(self) -> None:
         d = self.decoder
+        # A checkpoint from before the last sent message can never be rolled back to: drop
+        # those, or solo and duet (no keyboard token to clear them) grow by one per token.
+        cps = self._cps
+        if cps and cps[0].produced < self.taken:
+            del cps[:next((i for i, cp in enumerate(cps) if cp.produced >= self.taken), len(cps))]
         self._cps.append(_Checkpoint(
             self.cursor, self.model.get_state(), self.logits, (d.tick, d.velocity, dict(d.sounding)),
             self.velocity_bin, self.produced, self.playing, self.limit, self.lead_in,
