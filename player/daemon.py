@@ -222,8 +222,9 @@ class Daemon:
             signal.signal(signal.SIGHUP, self._on_hup)
             set_realtime()
             sch.begin()
-            notify.ready(self._status())
-            log.info("ready in %.2f s: %s", time.monotonic() - t_start, self._status())
+            status = self._status()
+            notify.ready(status)
+            log.info("ready in %.2f s: %s", time.monotonic() - t_start, status)
             until = None if self.duration is None else self.clock.now() + self.duration
             try:
                 sch.run(until=until)

@@ -1,0 +1,165 @@
+"""cadenza-play as a process on a JACK server: READY, SIGTERM, SIGHUP, a synth that goes and comes back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mido
+import pytest
+
+from tests.jackutil import JackReceiver
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.jack
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    pytest.importorskip("tensorflow")
+    from convert.testing import converted
+
+    return converted().bundle
+
+
+class Notify:
+    """A systemd notify socket: collects what the daemon says."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.lines: list[str] = []
+
+    def read(self, until: str | None = None, timeout: float = 10.0) -> list[str]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                self.lines += self.sock.recv(4096).decode().split("\n")
+            except socket.timeout:
+                pass
+            if until is None or any(ln.startswith(until) for ln in self.lines):
+                break
+        return self.lines
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def start(bundle, notify: Notify, *extra, env=None):
+    e = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="400000", WATCHDOG_PID="", **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "player", "--backend", "jack", "--model", str(bundle),
+                             "--mode", "solo", "--tempo", "240", "--seed", "1", "--input", "none", *extra],
+                            cwd=REPO, env=e, stderr=subprocess.PIPE, text=True)
+
+
+def sounding_after(msgs: list[mido.Message]) -> set:
+    on = set()
+    for m in msgs:
+        if m.type == "note_on" and m.velocity:
+            on.add((m.channel, m.note))
+        elif m.type in ("note_on", "note_off"):
+            on.discard((m.channel, m.note))
+        elif m.type == "control_change" and m.control == 123:
+            on = {(c, n) for c, n in on if c != m.channel}
+    return on
+
+
+def notes(msgs):
+    return [m for m in msgs if m.type == "note_on" and m.velocity]
+
+
+def test_ready_watchdog_sigterm_leaves_nothing_sounding(jack_server, bundle, tmp_path):
+    ns = Notify(tmp_path / "notify")
+    with JackReceiver(None, client="synth1") as rx:
+        proc = start(bundle, ns, "--output", "synth1")
+        try:
+            lines = ns.read(until="READY=1")
+            assert "READY=1" in lines
+            assert any(ln.startswith("STATUS=solo, 240 BPM, temperature 1.00") for ln in lines)
+            deadline = time.monotonic() + 10
+            while len(notes(rx.messages())) < 10 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(notes(rx.messages())) >= 10
+            assert "WATCHDOG=1" in ns.read(until="WATCHDOG=1")
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)
+            assert proc.returncode == 0, err
+            assert "STOPPING=1" in ns.read(until="STOPPING=1", timeout=1)
+            time.sleep(0.1)
+            assert sounding_after(rx.messages()) == set()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            ns.close()
+
+
+def test_synth_vanishes_and_returns(jack_server, bundle, tmp_path):
+    ns = Notify(tmp_path / "notify")
+    rx = JackReceiver(None, client="synth2")
+    proc = start(bundle, ns, "--output", "synth2", "--duration", "20")
+    try:
+        ns.read(until="READY=1")
+        deadline = time.monotonic() + 10
+        while len(notes(rx.messages())) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rx.close()  # the synth goes away while notes sound
+        time.sleep(2.0)
+        assert proc.poll() is None  # the player carries on
+        rx = JackReceiver(None, client="synth2")  # and comes back under the same name
+        deadline = time.monotonic() + 10
+        while len(notes(rx.messages())) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        msgs = rx.messages()
+        assert len(notes(msgs)) >= 5, "no notes after the synth came back"
+        first_note = msgs.index(notes(msgs)[0])
+        assert any(m.type == "control_change" and m.control == 123 for m in msgs[:first_note])  # silenced first
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+        assert proc.returncode == 0
+        time.sleep(0.1)
+        assert sounding_after(rx.messages()) == set()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rx.close()
+        ns.close()
+
+
+def test_sighup_reload_and_a_broken_config_keeps_playing(jack_server, bundle, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[play]\ntemperature = 0.5\n")
+    ns = Notify(tmp_path / "notify")
+    with JackReceiver(None, client="synth3") as rx:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "player", "--backend", "jack", "--model", str(bundle), "--config", str(cfg),
+             "--mode", "solo", "--output", "synth3", "--input", "none", "--duration", "20"],
+            cwd=REPO, env=dict(os.environ, NOTIFY_SOCKET=ns.path), stderr=subprocess.PIPE, text=True)
+        try:
+            assert any("temperature 0.50" in ln for ln in ns.read(until="READY=1"))
+            cfg.write_text("[play]\ntemperature = 1.5\n")
+            ns.lines.clear()
+            proc.send_signal(signal.SIGHUP)
+            lines = ns.read(until="STATUS=solo, 100 BPM, temperature 1.50", timeout=5)
+            assert any("temperature 1.50" in ln for ln in lines), lines
+            cfg.write_text("[play]\ntemperature = 'hot'\n")
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(1.0)
+            n = len(notes(rx.messages()))
+            time.sleep(1.0)
+            assert len(notes(rx.messages())) > n  # still playing
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)
+            assert proc.returncode == 0
+            errors = [ln for ln in err.splitlines() if "reload failed" in ln]
+            assert len(errors) == 1 and "play.temperature" in errors[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            ns.close()
