@@ -365,9 +365,15 @@ class StreamDecoder:
         self.tick = 0
         self.velocity = DEFAULT_VELOCITY
         self.sounding: dict[int, int] = {}  # pitch -> start tick
+        self._checked_channel: int | None = None
 
     def _msg(self, kind: str, pitch: int, vel: int) -> mido.Message:
-        return mido.Message(kind, note=pitch, velocity=vel, channel=self.channel)
+        # Checked once per channel: pitches and velocities come from the vocabulary (in range by
+        # construction), and mido's checks cost more than the rest of a token's decoding.
+        if self._checked_channel != self.channel:
+            mido.Message(kind, note=pitch, velocity=vel, channel=self.channel)
+            self._checked_channel = self.channel
+        return mido.Message(kind, skip_checks=True, note=pitch, velocity=vel, channel=self.channel)
 
     def feed(self, token: int) -> list[TimedMessage]:
         t = int(token)

@@ -183,6 +183,7 @@ class StepModel:
         # carrying it is one copy per tensor: outputs whose type or scale differ go through a
         # 256-entry table (int8 codes -> input codes), built once here.
         self._state = tuple(np.zeros(p.shape, p.dtype) for p in self._in)
+        self._float_state = all(p.dtype == np.float32 and not p.scale for p in self._in)
         self._carry = tuple(_carry_table(o, i) for o, i in zip(self._out, self._in))
         self._logits_table = _carry_table(self._logits, None)
         if self.onehot:  # the one-hot input's (off, on) values, quantized if it is int8
@@ -213,6 +214,8 @@ class StepModel:
 
     def get_state(self) -> tuple:
         """A copy of (h1, c1, h2, c2), each float32 [H]."""
+        if self._float_state:  # the engine checkpoints before every token: the plain copy
+            return tuple(s[0].copy() for s in self._state)
         return tuple(_dequantize(p, s)[0].copy() for s, p in zip(self._state, self._in))
 
     def set_state(self, state) -> None:
