@@ -194,6 +194,7 @@ class Daemon:
         cond.beats_per_bar, cond.sustain_ends_phrase = new.play.beats_per_bar, new.controls.sustain_ends_phrase
         sch.handle.router.controls = ControlMap.from_settings(new.controls)
         cond.mode = new.play.mode
+        cond.phrase_notes = 0  # the new model has not heard the old phrase
         cond.begin(math.ceil(tick))
         log.info("reloaded settings and model")
         notify.ready()

@@ -116,3 +116,18 @@ def test_long_rest_starts_a_new_piece():
     assert len(starts) == 2 and starts[1] == 5000
     rests = [tok for o, _, tok in sch.engine.history if o == "rest"]
     assert len(rests) < 40  # the silence was not fed token after token for minutes
+
+
+def test_key_estimate_of_scale_and_cadence_phrases():
+    import sys
+    from pathlib import Path
+
+    from player import keys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from steering import phrase_notes
+
+    for mode in ("major", "minor"):
+        for tonic in range(12):
+            assert keys.estimate(phrase_notes(tonic, mode)) == (tonic, mode)
+    assert keys.estimate([]) is None

@@ -1,0 +1,99 @@
+"""Shared by the timing benches: a private JACK server, the receiver process, a busy core, stats."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.jackutil import JackServer, jack_env  # noqa: E402
+
+OUT = REPO / "bench" / "out"
+
+
+class RealtimeJackServer(JackServer):
+    """The tests' server, but with jackd's process thread at real-time priority (as on a Pi with
+    the audio group's rtprio limit): without it, on a loaded machine, JACK's own cycle is late."""
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        return [c for c in cmd if c != "--no-realtime"][:1] + ["-R", "-P", "70"] + \
+            [c for c in cmd if c != "--no-realtime"][1:]
+
+
+@contextlib.contextmanager
+def jack(period: int = 16, realtime: bool = True):
+    OUT.mkdir(parents=True, exist_ok=True)
+    cls = RealtimeJackServer if realtime else JackServer
+    server = cls(f"cadenza-bench-{os.getpid()}", period=period, log_dir=str(OUT))
+    os.environ.update(jack_env(server.name))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def receiver(port: str, duration: float, name: str):
+    """bench/receiver.py in its own process; yields the path of its JSON lines."""
+    out = OUT / f"{name}.recv.jsonl"
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "receiver.py"), "--port", port, "--out", str(out),
+                             "--duration", str(duration)], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith("READY"):
+        proc.kill()
+        raise RuntimeError(f"receiver did not start: {line!r}")
+    try:
+        yield out
+    finally:
+        try:
+            proc.wait(timeout=duration + 10)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def busy_core(on: bool):
+    """A process spinning on the other core (when on)."""
+    if not on:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def read_received(path: Path) -> list[tuple[float, list[int]]]:
+    rows = []
+    with open(path) as f:
+        for line in f:
+            d = json.loads(line)
+            rows.append((d["t_ns"] / 1e9, d["data"]))
+    return rows
+
+
+def stats_ms(errors_s) -> dict:
+    e = np.asarray(errors_s) * 1e3
+    if e.size == 0:
+        return {"n": 0}
+    return {"n": int(e.size), "p50": round(float(np.percentile(e, 50)), 3), "p99": round(float(np.percentile(e, 99)), 3),
+            "max": round(float(e.max()), 3), "min": round(float(e.min()), 3)}
+
+
+def save(name: str, result: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))

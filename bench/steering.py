@@ -1,0 +1,85 @@
+"""Steering: does the answer stay in the key of the phrase? 24 keys, Krumhansl–Schmuckler.
+
+    python bench/steering.py --model models/bach.cadenza [--seeds 3] [--beats 16]
+
+Each phrase (a scale up an octave, then a I-IV-V-I cadence in block chords; the
+harmonic minor for minor keys) is played into the same input path as a keyboard
+(player.render: call-response on a SimClock), and the model's answer is rendered.
+Reported: the share of answers whose estimated key equals the phrase's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from player import events as ev  # noqa: E402
+from player import keys  # noqa: E402
+from player.render import render  # noqa: E402
+
+MAJOR_STEPS = [0, 2, 4, 5, 7, 9, 11, 12]
+MINOR_STEPS = [0, 2, 3, 5, 7, 8, 11, 12]  # harmonic minor, as a cadence wants its leading tone
+
+
+def phrase_notes(tonic: int, mode: str) -> list[ev.Note]:
+    base = 60 + (tonic if tonic < 6 else tonic - 12)
+    steps = MAJOR_STEPS if mode == "major" else MINOR_STEPS
+    notes, t = [], 0
+    for s in steps:
+        notes.append(ev.Note(t, base + s, t + 12, 80))
+        t += 12
+    third = 4 if mode == "major" else 3
+    chords = [(0, third, 7), (5, 9 if mode == "major" else 8, 12), (7, 11, 14), (0, third, 7)]
+    for ch in chords:
+        for iv in ch:
+            notes.append(ev.Note(t, base - 12 + iv, t + 22, 80))
+        t += 24
+    return notes
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="bundle (default: the shipped model)")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--beats", type=float, default=16)
+    ap.add_argument("--tempo", type=float, default=100)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=0.95)
+    args = ap.parse_args(argv)
+    from player.bundle import default_model_path
+    from player.runtime import open_model
+
+    path = args.model or str(default_model_path())
+    model = open_model(path)
+    rows, hits, phrase_ok = [], 0, 0
+    for mode in ("major", "minor"):
+        for tonic in range(12):
+            notes = phrase_notes(tonic, mode)
+            want = keys.estimate(notes)
+            phrase_ok += want == (tonic, mode)
+            mid = ev.tokens_to_midi(ev.encode_notes(notes), tempo_bpm=args.tempo)
+            for seed in range(args.seeds):
+                r = render(model, beats=args.beats, phrase=mid, tempo=args.tempo, temperature=args.temperature,
+                           top_p=args.top_p, seed=seed, phrase_gap=1.0)
+                answer = ev.decode_notes(ev.encode_messages(
+                    [(tm.tick, tm.message) for tm in r.answer], start=False))
+                got = keys.estimate(answer)
+                hits += got == want
+                rows.append({"key": keys.name(want), "seed": seed, "answer_key": keys.name(got), "notes": len(answer)})
+    n = len(rows)
+    result = {"model": path, "answers": n, "match": hits, "share": round(hits / n, 3),
+              "phrases_in_their_own_key": f"{phrase_ok}/24", "beats": args.beats, "temperature": args.temperature,
+              "top_p": args.top_p, "rows": rows}
+    out = Path(__file__).resolve().parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / "steering.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
