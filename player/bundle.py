@@ -158,6 +158,7 @@ def write_bundle(path: str | os.PathLike, meta: dict, model: bytes, edgetpu: byt
             zf.writestr(MODEL_TFLITE, model)
             if edgetpu is not None:
                 zf.writestr(EDGETPU_TFLITE, edgetpu)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; an installed model must be readable by the service user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -52,6 +52,7 @@ def test_write_then_load_gives_back_everything(tmp_path):
     assert b.path == path and b.model == FAKE_TFLITE and b.edgetpu is None
     assert b.meta == meta() and b.vocab_size == events.VOCAB_SIZE and b.hidden == H and b.variant == "int8"
     assert not list(path.parent.glob("*.tmp"))  # written through a temporary file, renamed
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the player's service user
 
 
 def test_edgetpu_model_travels_with_its_tensor_names(tmp_path):
