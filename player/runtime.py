@@ -8,11 +8,11 @@ numpy and a TFLite interpreter only (this runs on the Pi): `ai_edge_litert`, els
     saved = model.get_state()         # (h1, c1, h2, c2), each float32 [H]
     model.set_state(saved); model.reset()
 
-The state is held as float32 arrays owned by StepModel; per step it is copied
-into the input tensors and back from the output tensors through views resolved
-once, so a step allocates nothing but the logits it returns (none with `out=`).
-Models with int8 inputs and outputs (the Edge TPU one) are quantized and
-dequantized here, with the scales read from the file.
+StepModel owns the state, in the dtype of the model's state inputs: float32, or
+int8 codes for the Edge TPU model, whose new state is mapped onto the input's
+scale by a 256-entry table. A step copies it into the input buffers and back
+from the outputs through views pinned once, so it allocates nothing but the
+logits it returns (nothing with `out=`). get_state/set_state speak float32.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from player.bundle import STATE_NAMES, Bundle, BundleError, load_bundle
+from player.bundle import Bundle, BundleError, load_bundle
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,10 @@ def interpreter_module():
     """The first importable interpreter package (module with Interpreter and load_delegate)."""
     global _backend
     if _backend is None:
-        errors = []
         for name in _BACKENDS:
             try:
                 mod = importlib.import_module(name)
-            except ImportError as exc:
-                errors.append(f"{name}: {exc}")
+            except ImportError:
                 continue
             if name == "tensorflow.lite":  # load_delegate lives under tf.lite.experimental
                 mod = _TfLiteShim(mod)
