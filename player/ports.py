@@ -58,6 +58,12 @@ JACK_GUARD_SENDS = 500  # JACK: check the server inline after this many sends (i
 # a stall. So a burst beyond this many messages per window (longer than a 1024-frame
 # cycle) is dropped. 1000 per 25 ms is 40 times what a MIDI cable carries.
 JACK_BURST, JACK_BURST_WINDOW_S = 1000, 0.025
+COUNTER_LOG_S = 10.0  # an input that drops or cannot parse says so at most this often
+# An input takes at most INPUT_RATE messages a second (bursts of INPUT_BURST), twice what a
+# MIDI cable carries (~1000 three-byte messages/s): a flood from a broken device or a
+# feedback loop is cut before it is parsed, and every message let through may cost the
+# model a step, so this bounds the work input can make (measured in bench/hostile.py).
+INPUT_RATE, INPUT_BURST = 2000.0, 500.0
 ALL_CHANNELS = tuple(range(16))
 CC_SUSTAIN, CC_ALL_NOTES_OFF = 64, 123
 
@@ -781,7 +787,8 @@ class InputPort(_Port):
     The rtmidi callback (on JACK a 1 ms polling thread) stamps each message with
     time.monotonic() and queues it;
     a full queue drops (counted in `dropped`), bytes mido cannot parse are counted
-    in `malformed`. MIDI clock, start, stop and continue come through; sysex and
+    in `malformed`, messages beyond INPUT_RATE per second in `limited` (each
+    logged, at most every COUNTER_LOG_S). MIDI clock, start, stop and continue come through; sysex and
     active sensing are filtered out by rtmidi. `wait` and `on_reconnect` as for
     OutputPort.
     """
@@ -793,6 +800,9 @@ class InputPort(_Port):
         self.dropped = 0
         self.malformed = 0
         self.received = 0
+        self.limited = 0  # over INPUT_RATE, dropped unparsed
+        self._budget, self._budget_t = INPUT_BURST, time.monotonic()
+        self._logged, self._logged_at = (0, 0, 0, 0), -COUNTER_LOG_S  # counters as last logged
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.enabled = bool(query) and query.lower() != "none"
         super().__init__(query or "none", backend, client_name, reconnect_interval, callback=self._on_midi, wait=wait)
@@ -803,6 +813,13 @@ class InputPort(_Port):
         # rtmidi's thread (or the JACK poller, which passes its stamp): stamp first, never
         # block, never raise.
         t = data if isinstance(data, float) else time.monotonic()
+        if t > self._budget_t:  # (JACK stamps come from rtmidi's deltas: never count time twice)
+            self._budget = min(INPUT_BURST, self._budget + (t - self._budget_t) * INPUT_RATE)
+            self._budget_t = t
+        if self._budget < 1.0:
+            self.limited += 1
+            return
+        self._budget -= 1.0
         try:
             msg = mido.Message.from_bytes(event[0])
         except Exception:
@@ -834,3 +851,20 @@ class InputPort(_Port):
     def maintain(self) -> None:
         if self.enabled:
             super().maintain()
+            self._log_counters()
+
+    def _log_counters(self, final: bool = False) -> None:
+        """A line when messages were dropped or malformed since the last one (at most every COUNTER_LOG_S)."""
+        now = time.monotonic()
+        counts = (self.received, self.dropped, self.malformed, self.limited)
+        if counts[1:] == self._logged[1:] or (not final and now - self._logged_at < COUNTER_LOG_S):
+            return
+        more_lost = counts[1] + counts[3] > self._logged[1] + self._logged[3]
+        self._logged, self._logged_at = counts, now
+        log.log(logging.WARNING if more_lost else logging.INFO,
+                "MIDI input %s: %d received, %d dropped (queue full), %d malformed, %d over the rate limit",
+                self.name or self.query, *counts)
+
+    def _before_close(self) -> None:
+        if self.enabled:
+            self._log_counters(final=True)

@@ -1,0 +1,215 @@
+"""Hostile MIDI input: cadenza-play in duet mode under a flood of random and malformed messages.
+
+    python bench/hostile.py --seconds 60 --rate 20000 --model tiny.cadenza
+
+The player runs as the service does (a subprocess, JACK, virtual ports); a JACK
+client floods its input with raw bytes (python-rtmidi, no checks): random bytes,
+sysex up to 1 kB (some unterminated), running status, note-offs without note-ons,
+notes on all 16 channels, clock at 10 kHz, pitch bend and CC storms. A receiver
+stamps the player's output. Measured: how far the intervals between output notes
+are from whole ticks (the note grid), before, during and after the flood; resident
+memory at the flood's start and end, notes left sounding after SIGTERM, the
+input's dropped/malformed counters as the player logs them, and whether anything
+reached stderr as a traceback. The controls are unmapped here (a tempo knob in the
+storm would move the grid on purpose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+TEMPO = 50.0  # a wide grid (50 ms a tick): lateness up to half a tick reads unambiguously
+SPT = 60.0 / (TEMPO * 24)
+NO_CONTROLS = {k: -1 for k in ("temperature", "tempo", "mode", "answer_bars", "panic", "phrase_end")}
+
+
+def hostile_batch(rnd: random.Random, n: int) -> list[list[int]]:
+    """`n` messages of the kinds a broken or malicious device sends (raw bytes, unchecked)."""
+    out = []
+    while len(out) < n:
+        kind = rnd.random()
+        ch = rnd.randrange(16)
+        if kind < 0.20:  # notes on every channel, many never released
+            out.append([0x90 | ch, rnd.randrange(128), rnd.randrange(128)])
+        elif kind < 0.30:  # note-offs without note-ons
+            out.append([0x80 | ch, rnd.randrange(128), rnd.randrange(128)])
+        elif kind < 0.45:  # clock at 10 kHz: bursts of timing bytes
+            out += [[0xF8]] * 10
+        elif kind < 0.55:  # pitch bend storm
+            out.append([0xE0 | ch, rnd.randrange(128), rnd.randrange(128)])
+        elif kind < 0.65:  # CC storm (sustain, all-notes-off, mode messages included)
+            out.append([0xB0 | ch, rnd.choice([1, 7, 10, 64, 64, 120, 121, 123, rnd.randrange(128)]),
+                        rnd.randrange(128)])
+        elif kind < 0.70:  # running status: data bytes without a status byte
+            out.append([rnd.randrange(128), rnd.randrange(128)])
+        elif kind < 0.73:  # sysex, up to 1 kB, terminated or not
+            body = [rnd.randrange(128) for _ in range(rnd.randrange(1, 1022))]
+            out.append([0xF0] + body + ([0xF7] if rnd.random() < 0.8 else []))
+        elif kind < 0.80:  # data bytes out of range, wrong lengths
+            out.append([0x90 | ch, rnd.randrange(128, 256), rnd.randrange(256)][: rnd.randrange(1, 4)])
+        elif kind < 0.85:  # realtime and system common bytes
+            out.append([rnd.choice([0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF9, 0xFA, 0xFB, 0xFC, 0xFD, 0xFE, 0xFF])])
+        else:  # anything at all
+            out.append([rnd.randrange(256) for _ in range(rnd.randrange(1, 4))])
+    return out[:n]
+
+
+def flood(target: str, seconds: float, rate: float, seed: int = 1, client: str = "flood") -> int:
+    """Send hostile_batch messages to the JACK input `target` at `rate` per second; the count sent."""
+    from tests.jackutil import JackSender
+
+    rnd = random.Random(seed)
+    sent = 0
+    with JackSender(target=target, client=client) as keys:
+        print("FLOODING", flush=True)
+        t0 = time.monotonic()
+        end = t0 + seconds
+        while (now := time.monotonic()) < end:
+            due = min(int((now - t0) * rate) - sent, 500)  # a JACK cycle's worth at most, then a breath
+            for msg in hostile_batch(rnd, due) if due > 0 else ():
+                keys.send(msg)
+                sent += 1
+            time.sleep(0.0005)
+    return sent
+
+
+def input_name(log: str, client: str) -> str:
+    m = re.search(r"MIDI input: (\S+)", log)
+    return m.group(1) if m else f"{client}:in"
+
+
+def counters(log: str) -> dict:
+    """The last input counters the player logged (see ports.InputPort)."""
+    found = re.findall(r"MIDI input \S+: (\d+) received, (\d+) dropped \(queue full\), (\d+) malformed, "
+                       r"(\d+) over the rate limit", log)
+    if not found:
+        return {}
+    r, d, m, limited = map(int, found[-1])
+    return {"received": r, "dropped": d, "malformed": m, "limited": limited}
+
+
+def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: float = 4.0, seed: int = 1,
+        client: str = "hostile", folder: Path | None = None, progress=None) -> dict:
+    """Flood a duet for `seconds` at `rate` messages/s; the figures as a dict. Needs a JACK server."""
+    from tests.daemonutil import Player, rss_kb, sounding_after, write_config
+    from tests.jackutil import JackReceiver
+
+    folder = Path(folder or tempfile.mkdtemp(prefix="cadenza-hostile-"))
+    cfg = write_config(folder, model, client=client, mode="duet", input="virtual", tempo=TEMPO,
+                       controls=NO_CONTROLS)
+    player = Player(cfg).start()
+    synth = None
+    try:
+        player.wait_ready()
+        synth = JackReceiver(source=f"{client}:out", client=f"{client}-synth")
+        time.sleep(quiet_s)
+        # The flood comes from a process of its own: a sender whose JACK buffer is full spins in
+        # rtmidi holding the GIL, which would delay this process's receiver and its stamps.
+        flooder = subprocess.Popen([sys.executable, __file__, "--flood", input_name(player.log(), client),
+                                    "--seconds", str(seconds), "--rate", str(rate), "--seed", str(seed)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert flooder.stdout.readline().strip() == "FLOODING", "the flood client did not start"
+        t_flood = time.monotonic()
+        rss_start = rss_kb(player.pid)
+        out, _ = flooder.communicate(timeout=seconds + 60)
+        sent = int(out.split()[-1])
+        t_end = time.monotonic()
+        rss_end = rss_kb(player.pid) if player.proc.poll() is None else 0
+        alive = player.proc.poll() is None
+        time.sleep(quiet_s / 2)  # after the flood: back to normal
+        t_after = time.monotonic()
+        rc = player.stop()
+        time.sleep(0.3)
+        events = list(synth.events)
+    finally:
+        if synth is not None:
+            synth.close()
+        player.close()
+    log = player.log()
+    notes = [(t / 1e9, d) for t, d in events if len(d) == 3 and d[0] & 0xE0 == 0x80]
+    quiet = [t for t, _ in notes if t < t_flood]
+    flooded = [t for t, _ in notes if t_flood <= t < t_end]
+    after = [t for t, _ in notes if t_end <= t < t_after]
+    res = {
+        "seconds": round(t_end - t_flood, 1), "messages_sent": sent, "rate_per_s": round(sent / max(t_end - t_flood, 1e-9)),
+        "alive_after_flood": alive, "exit_code": rc, "traceback": "Traceback" in log,
+        "rss_start_kb": rss_start, "rss_end_kb": rss_end, "rss_growth_kb": rss_end - rss_start,
+        "left_sounding": len(sounding_after(events)), "notes_quiet": len(quiet), "notes_flood": len(flooded),
+        "notes_after": len(after),
+        "grid_quiet": _grid_vs(quiet, quiet, SPT), "grid_flood": _grid_vs(quiet, flooded, SPT),
+        "grid_after": _grid_vs(quiet, after, SPT), **{f"input_{k}": v for k, v in counters(log).items()},
+        "error_lines": [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line][:5],
+    }
+    return res
+
+
+def _grid_vs(ref: list[float], times: list[float], spt: float) -> dict:
+    """How far (ms) the intervals between successive note events are from whole ticks.
+
+    Needs no reference phase: a send late by x ms puts its two intervals x ms off the
+    grid. Events within the same tick arrive together (interval ~0: on the grid).
+    """
+    import numpy as np
+
+    t = np.sort(np.asarray(times))
+    if len(t) < 2:
+        return {"events": len(t)}
+    d = np.diff(t)
+    err = np.abs(d - np.round(d / spt) * spt) * 1000
+    return {"events": len(t), "p50_ms": round(float(np.percentile(err, 50)), 3),
+            "p99_ms": round(float(np.percentile(err, 99)), 3), "max_ms": round(float(err.max()), 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="bundle (default: a tiny model converted on the spot)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="flood duration (default 60)")
+    ap.add_argument("--rate", type=float, default=10_000.0, help="messages per second (default 10000)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", help="write the figures here as well")
+    ap.add_argument("--flood", metavar="PORT", help=argparse.SUPPRESS)  # the flooding client (run by run())
+    args = ap.parse_args(argv)
+    import os
+
+    if args.flood:
+        print(f"sent {flood(args.flood, args.seconds, args.rate, args.seed)}", flush=True)
+        return 0
+
+    from tests.jackutil import jack_env, start_free_server
+
+    model = args.model
+    if model is None:
+        from convert.testing import converted
+
+        model = str(converted().bundle)
+    server = None
+    if not os.environ.get("JACK_DEFAULT_SERVER"):
+        server = start_free_server("cadenza-hostile")
+        os.environ.update(jack_env(server.name))
+    try:
+        res = run(model, args.seconds, args.rate, seed=args.seed)
+    finally:
+        if server is not None:
+            server.stop(signal.SIGTERM)
+    print(json.dumps(res, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
