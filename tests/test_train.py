@@ -50,6 +50,8 @@ def test_tiny_run_writes_everything(tiny_run):
     assert rep["test_nll"] < 4.0
     assert rep["baseline_test_nll"] < 4.0
     assert 0 < rep["max_abs_cell_rollout"] <= cfg["cell_clip"]
+    assert 0 < rep["p999_abs_cell_rollout"] <= rep["max_abs_cell_rollout"]
+    assert 0 <= rep["share_at_clip_rollout"] <= 1
     assert rep["pieces"] == {"train": 10, "val": 1, "test": 1}
     assert rep["test_tokens"] > 100
 

@@ -79,7 +79,7 @@ def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> 
     from player import events
     from train import baseline, plots
     from train.fit import evaluate, fit
-    from train.model import export_weights, rollout_max_cell
+    from train.model import export_weights, rollout_cell_stats
 
     tr = [p.tokens for p in train_set]
     va = [p.tokens for p in val_set]
@@ -101,7 +101,7 @@ def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> 
     base_seconds = time.monotonic() - t1
 
     weights = export_weights(model)
-    peak = rollout_max_cell(weights, cfg.cell_clip, cfg.rollout_steps, events.START, seed=cfg.seed)
+    cell = rollout_cell_stats(weights, cfg.cell_clip, cfg.rollout_steps, events.START, seed=cfg.seed)
     plots.curves(hist, out / "curves.png")
     return {
         "preset": cfg.preset,
@@ -128,7 +128,9 @@ def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> 
         "train_tokens": hist.train_tokens,
         "tokens_per_second": hist.train_tokens / max(hist.train_seconds, 1e-9),
         "rollout_steps": cfg.rollout_steps,
-        "max_abs_cell_rollout": peak,
+        "max_abs_cell_rollout": cell["max"],
+        "p999_abs_cell_rollout": cell["p999"],
+        "share_at_clip_rollout": cell["at_clip"],
         "cell_clip": cfg.cell_clip,
         "parameters": int(sum(int(w.size) for w in weights.values())),
     }

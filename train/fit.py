@@ -128,9 +128,10 @@ def fit(cfg: TrainConfig, train_pieces, val_pieces, out_dir: Path, progress: boo
                 model.save(best_path)
             else:
                 since_best += 1
-                # halve the step size on a plateau: cheaper than a schedule tuned per corpus
-                opt.learning_rate.assign(opt.learning_rate * 0.5)
-                log.info("learning rate now %.2e", float(opt.learning_rate))
+                if since_best % cfg.lr_patience == 0:
+                    # halve the step size on a plateau: cheaper than a schedule tuned per corpus
+                    opt.learning_rate.assign(opt.learning_rate * 0.5)
+                    log.info("learning rate now %.2e", float(opt.learning_rate))
             if since_best >= cfg.patience:
                 hist.stopped = f"early stop: no better validation loss in {cfg.patience} epochs"
                 break

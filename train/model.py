@@ -133,18 +133,27 @@ def numpy_step(weights: dict, cell_clip: float, token: int, state):
     return logits, tuple(new)
 
 
-def rollout_max_cell(weights: dict, cell_clip: float, steps: int, start_token: int, seed: int = 0) -> float:
-    """Largest |c| over a free-running rollout sampled at temperature 1 (the player runs for hours)."""
+def rollout_cell_stats(weights: dict, cell_clip: float, steps: int, start_token: int, seed: int = 0) -> dict:
+    """|c| over a free-running rollout sampled at temperature 1 (the player runs for hours).
+
+    max: the largest |c| seen (never above the clip); p999: its 99.9th percentile
+    over steps and units; at_clip: the share of (step, unit) values at the clip.
+    """
     rng = np.random.default_rng(seed)
     hidden = weights["lstm1/recurrent"].shape[0]
     state = tuple(np.zeros(hidden, np.float32) for _ in range(4))
-    token, peak = start_token, 0.0
-    for _ in range(steps):
+    token = start_token
+    cells = np.empty((steps, 2 * hidden), np.float32)
+    for k in range(steps):
         logits, state = numpy_step(weights, cell_clip, token, state)
-        peak = max(peak, float(np.abs(state[1]).max()), float(np.abs(state[3]).max()))
+        cells[k] = np.abs(np.concatenate([state[1], state[3]]))
         p = np.exp(logits - logits.max())
         token = int(rng.choice(len(p), p=p / p.sum()))
-    return peak
+    return {
+        "max": float(cells.max()),
+        "p999": float(np.percentile(cells, 99.9)),
+        "at_clip": float(np.mean(cells >= cell_clip * 0.999)),
+    }
 
 
 def load_run(run_dir: str | Path) -> tuple[keras.Model, dict]:
