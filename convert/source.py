@@ -89,16 +89,11 @@ def keras_step_function(model, jit_compile: bool = False) -> Callable:
 def split_like_training(config: dict) -> tuple[list, list]:
     """The training and test pieces (token arrays) of the run, split exactly as the trainer split them."""
     from train import corpus as corpus_mod
+    from train.config import TrainConfig
 
     try:
-        pieces = corpus_mod.load_corpus(config["corpus"])
-        if config.get("corpus_limit"):
-            pieces = pieces[: config["corpus_limit"]]
-        kwargs = {k: config[k] for k in ("val_frac", "test_frac") if k in config}
-        if "split_seed" in config:
-            kwargs["seed"] = config["split_seed"]
-        train, _val, test = corpus_mod.split_pieces(pieces, **kwargs)
-    except corpus_mod.CorpusError as exc:
+        train, _val, test = corpus_mod.splits_for(TrainConfig.from_dict(config))
+    except (corpus_mod.CorpusError, ValueError) as exc:
         raise SourceError(f"corpus {config['corpus']!r}: {exc}") from None
     as_arrays = lambda ps: [np.asarray(p.tokens, np.int32) for p in ps]  # noqa: E731
     return as_arrays(train), as_arrays(test)

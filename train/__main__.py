@@ -46,21 +46,15 @@ def main(argv=None) -> int:
         print(f"cadenza-train: {exc}", file=sys.stderr)
         return 2
 
-    from train.corpus import CorpusError, load_corpus, split_pieces
+    from train.corpus import CorpusError, splits_for
 
     try:
-        pieces = load_corpus(cfg.corpus, cache_dir=args.cache_dir)
-        if cfg.corpus_limit:
-            pieces = pieces[: cfg.corpus_limit]
-        train_set, val_set, test_set = split_pieces(
-            pieces, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed
-        )
+        train_set, val_set, test_set = splits_for(cfg, cache_dir=args.cache_dir)
     except CorpusError as exc:
         print(f"cadenza-train: {exc}", file=sys.stderr)
         return 2
-    log.info("corpus %s: %d pieces (%d train, %d validation, %d test), %d tokens",
-             cfg.corpus, len(pieces), len(train_set), len(val_set), len(test_set),
-             sum(len(p.tokens) for p in pieces))
+    log.info("corpus %s: %d train, %d validation, %d test pieces",
+             cfg.corpus, len(train_set), len(val_set), len(test_set))
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -383,3 +383,11 @@ def augment(
     """
     shifts = list(transpositions)
     return [events.transpose(getattr(p, "tokens", p), s) for p in pieces for s in shifts]
+
+
+def splits_for(cfg, cache_dir: Path | None = None) -> tuple[list[Piece], list[Piece], list[Piece]]:
+    """(train, val, test) of a training config: the one place the trainer and converter split."""
+    pieces = load_corpus(cfg.corpus, cache_dir=cache_dir)
+    if cfg.corpus_limit:
+        pieces = pieces[: cfg.corpus_limit]
+    return split_pieces(pieces, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
