@@ -221,8 +221,6 @@ def realtime(model: str, minutes: float, phrase_every_s: float = 20.0, progress=
         while time.monotonic() < t_end:
             now = time.monotonic()
             if now >= next_phrase:
-                for dt, msg in phrase(0.0, k):
-                    pass
                 base = now
                 for dt, msg in sorted(phrase(0.0, k), key=lambda e: e[0]):
                     while time.monotonic() < base + dt:
