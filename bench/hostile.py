@@ -51,8 +51,8 @@ def hostile_batch(rnd: random.Random, n: int) -> list[list[int]]:
             out += [[0xF8]] * 10
         elif kind < 0.55:  # pitch bend storm
             out.append([0xE0 | ch, rnd.randrange(128), rnd.randrange(128)])
-        elif kind < 0.65:  # CC storm (sustain, all-notes-off, mode messages included)
-            out.append([0xB0 | ch, rnd.choice([1, 7, 10, 64, 64, 120, 121, 123, rnd.randrange(128)]),
+        elif kind < 0.65:  # CC storm (sustain, all-notes-off, channel mode, the default knob CCs 21-25)
+            out.append([0xB0 | ch, rnd.choice([1, 7, 10, 21, 22, 23, 24, 25, 64, 64, 120, 121, 123, rnd.randrange(128)]),
                         rnd.randrange(128)])
         elif kind < 0.70:  # running status: data bytes without a status byte
             out.append([rnd.randrange(128), rnd.randrange(128)])
@@ -103,14 +103,18 @@ def counters(log: str) -> dict:
 
 
 def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: float = 4.0, seed: int = 1,
-        client: str = "hostile", folder: Path | None = None, progress=None) -> dict:
-    """Flood a duet for `seconds` at `rate` messages/s; the figures as a dict. Needs a JACK server."""
+        client: str = "hostile", folder: Path | None = None, mapped_controls: bool = False) -> dict:
+    """Flood a duet for `seconds` at `rate` messages/s; the figures as a dict. Needs a JACK server.
+
+    mapped_controls: the default CC map (tempo, mode, panic... knobs in the storm: the grid
+    moves, so only survival, memory and silence mean anything then).
+    """
     from tests.daemonutil import Player, rss_kb, sounding_after, write_config
     from tests.jackutil import JackReceiver
 
     folder = Path(folder or tempfile.mkdtemp(prefix="cadenza-hostile-"))
     cfg = write_config(folder, model, client=client, mode="duet", input="virtual", tempo=TEMPO,
-                       controls=NO_CONTROLS)
+                       controls=None if mapped_controls else NO_CONTROLS)
     player = Player(cfg).start()
     synth = None
     try:
@@ -180,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="flood duration (default 60)")
     ap.add_argument("--rate", type=float, default=10_000.0, help="messages per second (default 10000)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--mapped-controls", action="store_true", help="the default CC map (tempo, mode, panic...)")
     ap.add_argument("--json", help="write the figures here as well")
     ap.add_argument("--flood", metavar="PORT", help=argparse.SUPPRESS)  # the flooding client (run by run())
     args = ap.parse_args(argv)
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         server = start_free_server("cadenza-hostile")
         os.environ.update(jack_env(server.name))
     try:
-        res = run(model, args.seconds, args.rate, seed=args.seed)
+        res = run(model, args.seconds, args.rate, seed=args.seed, mapped_controls=args.mapped_controls)
     finally:
         if server is not None:
             server.stop(signal.SIGTERM)
