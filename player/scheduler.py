@@ -130,6 +130,7 @@ class Scheduler:
         self.on_sent = on_sent
         self._stop = False
         self._pending: list = []
+        self._heard_wake: float | None = None  # when the keyboard's last tick reaches the model
         self._next_clock: int | None = None
         self.late: list[float] = []  # send time minus deadline (s), when measuring
         self.measure = False
@@ -219,6 +220,11 @@ class Scheduler:
             self.on_alive(now)
         if not tb.running:
             return now + self.idle
+        if heard is not None:
+            t_heard = tb.time_of(round(heard) + 0.6)
+            self._heard_wake = t_heard if self._heard_wake is None else max(self._heard_wake, t_heard)
+        if self._heard_wake is not None and self._heard_wake <= now:
+            self._heard_wake = None  # this update hands it over
         cond.update(tb.tick_at(now), tb.tick_at(now + self.lookahead))
         self.send_due()
         while True:  # generate ahead, never into a send's margin
@@ -242,11 +248,11 @@ class Scheduler:
             wake = min(wake, max(now, tb.time_of(w) - self.lookahead))
         if self._next_clock is not None:
             wake = min(wake, tb.time_of(self._next_clock))
-        if heard is not None:
+        if self._heard_wake is not None:
             # The encoder hands a tick's notes to the model once time has passed it (rounded);
             # the model replans from there, so wake right then, not up to `idle` later: that
             # wait made the replanned notes late by as much (50 ms, measured in bench/soak.py).
-            wake = min(wake, max(now, tb.time_of(round(heard) + 0.6)))
+            wake = min(wake, max(now, self._heard_wake))
         return wake
 
     def _transport(self, event: str | None, t: float) -> None:
