@@ -23,6 +23,10 @@ WATCHDOG_USEC = 2_000_000  # pings due every second (half of it)
 SLACK_S = 0.75  # a loaded two-core machine delays a ping now and then; systemd would wait 2 s
 
 
+def notes_of(events) -> list:
+    return [d for _, d in events if len(d) == 3 and d[0] & 0xF0 == 0x90 and d[2] > 0]
+
+
 @pytest.fixture(scope="module")
 def bundle():
     return converted().bundle
@@ -66,10 +70,12 @@ def test_service_notifies_plays_and_stops_clean(jack_server, bundle, tmp_path):
     pings = [t for t in sd.times("WATCHDOG", "1") if t_ready <= t <= t_stop]
     assert len(pings) >= 3, pings
     gaps = [b - a for a, b in zip([t_ready] + pings, pings + [t_stop])]
+    print(f"service: {len(pings)} watchdog pings, longest gap "
+          f"{max(gaps):.3f} s; {len(notes_of(events))} notes; exit {rc} {t_exit - t_term:.2f} s after SIGTERM")
     assert max(gaps) <= WATCHDOG_USEC / 2e6 + SLACK_S, gaps
 
     # The notes reached the synth, and none is left sounding.
-    notes = [d for _, d in events if len(d) == 3 and d[0] & 0xF0 == 0x90 and d[2] > 0]
+    notes = notes_of(events)
     assert n_before_stop > 0 and len(notes) >= 3, events[:20]
     assert sounding_after(events) == set()
     last_on = max(i for i, (_, d) in enumerate(events) if len(d) == 3 and d[0] & 0xF0 == 0x90 and d[2] > 0)
