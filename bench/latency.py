@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         backend = open_backend("jack")
         out = OutputPort("virtual", backend, "cadenza")
         inp = InputPort("virtual", backend, "cadenza")
-        keys = JackSender("cadenza:in", client="keys")
+        keys = JackSender(inp.name, client="keys")
         clock = RealClock()
         eng = Engine(model, Sampler(1.0, 0.95, seed=1))
         cond = Conductor(eng, mode="call-response", phrase_gap=args.gap, answer_bars=1)
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
 
         sch.handle = handle
         duration = args.phrases * per_phrase + 2
-        with jackrig.receiver("cadenza:out", duration, name) as recv_path, jackrig.busy_core(args.busy):
+        with jackrig.receiver(out.name, duration, name) as recv_path, jackrig.busy_core(args.busy):
             rt = [False]
 
             def loop():

@@ -35,7 +35,7 @@ def cpu_seconds(pid: int) -> float:
 def mem_kb(pid: int) -> dict:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS", "VmHWM")):
+        if line.startswith(("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem")):
             k, v = line.split(":")
             out[k] = int(v.split()[0])
     return out
@@ -46,12 +46,13 @@ def main(argv=None) -> int:
     ap.add_argument("--model")
     ap.add_argument("--tempo", type=float, default=100.0)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--period", type=int, default=16, help="JACK period in frames")
     args = ap.parse_args(argv)
     if args.model is None:
         default_model()  # makes the tiny test bundle once
     model = args.model or "/tmp/cadenza-bench-tiny.cadenza"
     sock_path = str(jackrig.OUT / f"notify-{os.getpid()}")
-    with jackrig.jack():
+    with jackrig.jack(args.period):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         if os.path.exists(sock_path):
             os.unlink(sock_path)
@@ -80,9 +81,11 @@ def main(argv=None) -> int:
     result = {"name": "resources", "model": model, "tempo": args.tempo, "seconds": args.seconds,
               "start_to_ready_s": round(ready, 3), "rss_mb": round(mem.get("VmRSS", 0) / 1024, 1),
               "peak_rss_mb": round(mem.get("VmHWM", 0) / 1024, 1),
+              "rss_anon_mb": round(mem.get("RssAnon", 0) / 1024, 1), "rss_file_mb": round(mem.get("RssFile", 0) / 1024, 1),
+              "rss_shmem_mb": round(mem.get("RssShmem", 0) / 1024, 1), "jack_period": args.period,
               "cpu_percent_of_a_core": round(100 * (c1 - c0) / (w1 - w0), 2),
               "notes_per_s": round(ons / args.seconds, 2), "exit_code": proc.returncode}
-    jackrig.save("resources", result)
+    jackrig.save(f"resources-p{args.period}", result)
     return 0
 
 

@@ -25,7 +25,7 @@ MAJOR_STEPS = [0, 2, 4, 5, 7, 9, 11, 12]
 MINOR_STEPS = [0, 2, 3, 5, 7, 8, 11, 12]  # harmonic minor, as a cadence wants its leading tone
 
 
-def phrase_notes(tonic: int, mode: str) -> list[ev.Note]:
+def phrase_notes(tonic: int, mode: str, cadence: str = "full") -> list[ev.Note]:
     base = 60 + (tonic if tonic < 6 else tonic - 12)
     steps = MAJOR_STEPS if mode == "major" else MINOR_STEPS
     notes, t = [], 0
@@ -34,6 +34,8 @@ def phrase_notes(tonic: int, mode: str) -> list[ev.Note]:
         t += 12
     third = 4 if mode == "major" else 3
     chords = [(0, third, 7), (5, 9 if mode == "major" else 8, 12), (7, 11, 14), (0, third, 7)]
+    if cadence == "half":  # I-IV-I-V: ends on the dominant, a question that wants an answer
+        chords = [(0, third, 7), (5, 9 if mode == "major" else 8, 12), (0, third, 7), (7, 11, 14)]
     for ch in chords:
         for iv in ch:
             notes.append(ev.Note(t, base - 12 + iv, t + 22, 80))
@@ -49,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tempo", type=float, default=100)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--cadence", choices=("full", "half"), default="full",
+                    help="the phrase ends on the tonic (full) or on the dominant (half)")
     args = ap.parse_args(argv)
     from player.bundle import default_model_path
     from player.runtime import open_model
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
     rows, hits, phrase_ok = [], 0, 0
     for mode in ("major", "minor"):
         for tonic in range(12):
-            notes = phrase_notes(tonic, mode)
+            notes = phrase_notes(tonic, mode, args.cadence)
             want = keys.estimate(notes)
             phrase_ok += want == (tonic, mode)
             mid = ev.tokens_to_midi(ev.encode_notes(notes), tempo_bpm=args.tempo)
@@ -73,10 +77,10 @@ def main(argv=None) -> int:
     n = len(rows)
     result = {"model": path, "answers": n, "match": hits, "share": round(hits / n, 3),
               "phrases_in_their_own_key": f"{phrase_ok}/24", "beats": args.beats, "temperature": args.temperature,
-              "top_p": args.top_p, "rows": rows}
+              "top_p": args.top_p, "cadence": args.cadence, "rows": rows}
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
-    (out / "steering.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"steering-{args.cadence}-{args.beats:g}beats.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     return 0
 

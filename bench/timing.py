@@ -76,7 +76,7 @@ def run_scheduler(out, model, notes: int, tempo: float, every: int, spin: float)
     tb = TempoMap(tempo, clock.now() + 0.3)
     sent = []
     sch = Scheduler(cond, clock, tb, NoInbox(clock), out,
-                    on_sent=lambda tm, d: sent.append((d, tm.message.bytes())))
+                    on_sent=lambda tm, d: sent.append((d, tm.message.bytes(), clock.now())))
     duration = notes * every * 60.0 / (tempo * 24) + 0.5
     sch.begin()
     sch.run(until=clock.now() + duration)
@@ -95,10 +95,10 @@ def run_bare(out, notes: int, tempo: float, every: int):
             time.sleep(d)
         msg = mido.Message("note_on", note=60 + i % 12, velocity=64)
         out.send(msg)
-        sent.append((t, msg.bytes()))
+        sent.append((t, msg.bytes(), time.monotonic()))
         off = mido.Message("note_off", note=60 + i % 12)
         out.send(off)
-        sent.append((t, off.bytes()))
+        sent.append((t, off.bytes(), time.monotonic()))
     return sent
 
 
@@ -133,7 +133,8 @@ def main(argv=None) -> int:
                 sent = run_scheduler(out, model, args.notes, args.tempo, args.every, args.spin)
         out.close()
         received = [r for r in jackrig.read_received(recv_path) if (r[1][0] & 0xF0) in (0x80, 0x90)]
-    notes = [(d, b) for d, b in sent if (b[0] & 0xF0) in (0x80, 0x90)]
+    notes = [(d, b) for d, b, _ in sent if (b[0] & 0xF0) in (0x80, 0x90)]
+    at_send = [ts - d for d, b, ts in sent if (b[0] & 0xF0) == 0x90 and b[2] > 0]  # in the player, after send()
     errors, mismatched = [], 0
     for (deadline, b), (t, data) in zip(notes, received):
         if list(b) != list(data):
@@ -143,7 +144,8 @@ def main(argv=None) -> int:
     result = {"name": name, "sent": len(notes), "received": len(received), "mismatched": mismatched,
               "sched_fifo": rt, "jack_period": args.period, "jackd_realtime": not args.jack_no_rt, "tempo": args.tempo, "every_ticks": args.every,
               "spin_ms": args.spin * 1e3, "busy": args.busy, "bare": args.bare,
-              "note_on_ms": jackrig.stats_ms(on_errors), "all_note_msgs_ms": jackrig.stats_ms(errors)}
+              "note_on_ms": jackrig.stats_ms(on_errors), "all_note_msgs_ms": jackrig.stats_ms(errors),
+              "note_on_at_send_ms": jackrig.stats_ms(at_send), "load_avg": open("/proc/loadavg").read().split()[0]}
     jackrig.save(name, result)
     return 0
 

@@ -77,8 +77,10 @@ def notes(msgs):
 
 def test_ready_watchdog_sigterm_leaves_nothing_sounding(jack_server, bundle, tmp_path):
     ns = Notify(tmp_path / "notify")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[midi]\nchannel = 3\nprogram = 19\n[record]\nenabled = true\ndirectory = '{tmp_path}'\n")
     with JackReceiver(None, client="synth1") as rx:
-        proc = start(bundle, ns, "--output", "synth1")
+        proc = start(bundle, ns, "--output", "synth1", "--config", cfg)
         try:
             lines = ns.read(until="READY=1")
             assert "READY=1" in lines
@@ -93,7 +95,17 @@ def test_ready_watchdog_sigterm_leaves_nothing_sounding(jack_server, bundle, tmp
             assert proc.returncode == 0, err
             assert "STOPPING=1" in ns.read(until="STOPPING=1", timeout=1)
             time.sleep(0.1)
-            assert sounding_after(rx.messages()) == set()
+            msgs = rx.messages()
+            assert sounding_after(msgs) == set()
+            # the program change went out before the first note, and every note on the configured channel
+            first = msgs.index(notes(msgs)[0])
+            assert [m.program for m in msgs[:first] if m.type == "program_change"] == [19]
+            assert {m.channel for m in notes(msgs)} == {2}
+            # the session was recorded: the keyboard (nothing) and what the synth got
+            recorded = list(tmp_path.glob("session-*.mid"))
+            assert len(recorded) == 1
+            out_track = mido.MidiFile(recorded[0]).tracks[1]
+            assert sum(1 for m in out_track if m.type == "note_on" and m.velocity) >= 10
         finally:
             if proc.poll() is None:
                 proc.kill()

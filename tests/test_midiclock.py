@@ -71,3 +71,23 @@ def test_notes_follow_the_pulses_and_stop_start_continue():
     # after Continue it plays on
     assert any(t > cont_t for t in ons)
     assert tb.tick >= 110
+
+
+def test_internal_clock_sends_start_pulses_and_stop():
+    from player.clock import TempoMap
+
+    clock = SimClock(0.0)
+    tb = TempoMap(120, 0.0)
+    eng = Engine(ScriptModel(SCRIPT), Sampler(0, seed=0))
+    sink = ListSink(clock)
+    sch = Scheduler(Conductor(eng, mode="solo"), clock, tb, ScriptedInbox(clock, []), sink, send_clock=True)
+    sch.begin()
+    sch.run(until=1.0)
+    sch.end()
+    kinds = [m.type for _, m in sink.sent]
+    assert kinds[0] == "start" and kinds[-1] != "clock" and "stop" in kinds
+    pulses = [t for t, m in sink.sent if m.type == "clock"]
+    assert len(pulses) == 49  # ticks 0..48 in one second at 120 BPM
+    assert pulses[24] == pytest.approx(0.5)
+    first_note = next(t for t, m in sink.sent if m.type == "note_on")
+    assert kinds.index("clock") < kinds.index("note_on") and first_note == pytest.approx(0.0)
