@@ -69,14 +69,30 @@ def arpeggio(every: int) -> list[int]:
     return out
 
 
+class StampedSink:
+    """The port, with the moment each send() was called (the player's own timing, before JACK)."""
+
+    def __init__(self, out):
+        self.out = out
+        self.called: list[float] = []
+
+    def send(self, msg):
+        self.called.append(time.monotonic())
+        self.out.send(msg)
+
+    def all_notes_off(self):
+        self.out.all_notes_off()
+
+
 def run_scheduler(out, model, notes: int, tempo: float, every: int, spin: float):
     clock = RealClock(spin)
     eng = Engine(CostedScript(model, arpeggio(every)), Sampler(0.0, 1.0, 0))
     cond = Conductor(eng, mode="solo")
     tb = TempoMap(tempo, clock.now() + 0.3)
     sent = []
-    sch = Scheduler(cond, clock, tb, NoInbox(clock), out,
-                    on_sent=lambda tm, d: sent.append((d, tm.message.bytes(), clock.now())))
+    sink = StampedSink(out)
+    sch = Scheduler(cond, clock, tb, NoInbox(clock), sink,
+                    on_sent=lambda tm, d: sent.append((d, tm.message.bytes(), sink.called[-1])))
     duration = notes * every * 60.0 / (tempo * 24) + 0.5
     sch.begin()
     sch.run(until=clock.now() + duration)
@@ -94,11 +110,12 @@ def run_bare(out, notes: int, tempo: float, every: int):
         if d > 0:
             time.sleep(d)
         msg = mido.Message("note_on", note=60 + i % 12, velocity=64)
+        t_call = time.monotonic()
         out.send(msg)
-        sent.append((t, msg.bytes(), time.monotonic()))
+        sent.append((t, msg.bytes(), t_call))
         off = mido.Message("note_off", note=60 + i % 12)
         out.send(off)
-        sent.append((t, off.bytes(), time.monotonic()))
+        sent.append((t, off.bytes(), t_call))
     return sent
 
 
@@ -121,11 +138,11 @@ def main(argv=None) -> int:
     name = args.name or ("bare" if args.bare else f"timing-spin{args.spin * 1e3:g}ms") + ("-busy" if args.busy else "-idle")
     model = None if args.bare else (open_model(args.model) if args.model else default_model())
     with jackrig.jack(args.period, realtime=not args.jack_no_rt):
+        rt = set_realtime()  # before the port's threads, so they inherit it (as the daemon does)
         backend = open_backend("jack")
         out = OutputPort("virtual", backend, "cadenza")
         time.sleep(0.2)
         duration = args.notes * args.every * 60.0 / (args.tempo * 24) + 3
-        rt = set_realtime()
         with jackrig.receiver("cadenza:out", duration, name) as recv_path, jackrig.busy_core(args.busy):
             if args.bare:
                 sent = run_bare(out, args.notes, args.tempo, args.every)
@@ -134,7 +151,7 @@ def main(argv=None) -> int:
         out.close()
         received = [r for r in jackrig.read_received(recv_path) if (r[1][0] & 0xF0) in (0x80, 0x90)]
     notes = [(d, b) for d, b, _ in sent if (b[0] & 0xF0) in (0x80, 0x90)]
-    at_send = [ts - d for d, b, ts in sent if (b[0] & 0xF0) == 0x90 and b[2] > 0]  # in the player, after send()
+    at_send = [ts - d for d, b, ts in sent if (b[0] & 0xF0) == 0x90 and b[2] > 0]  # when send() was called
     errors, mismatched = [], 0
     for (deadline, b), (t, data) in zip(notes, received):
         if list(b) != list(data):
