@@ -131,6 +131,8 @@ def main(argv=None) -> int:
     ap.add_argument("--period", type=int, default=16, help="JACK period in frames")
     ap.add_argument("--name", help="result name under bench/out/")
     ap.add_argument("--jack-no-rt", action="store_true", help="jackd without real-time scheduling")
+    ap.add_argument("--watch", type=float, default=None,
+                    help="the output port's reconnect check interval in s (default: ports.py's)")
     args = ap.parse_args(argv)
     from player.ports import OutputPort, open_backend
     from player.runtime import open_model
@@ -140,7 +142,8 @@ def main(argv=None) -> int:
     with jackrig.jack(args.period, realtime=not args.jack_no_rt):
         rt = set_realtime()  # before the port's threads, so they inherit it (as the daemon does)
         backend = open_backend("jack")
-        out = OutputPort("virtual", backend, "cadenza")
+        kw = {} if args.watch is None else {"reconnect_interval": args.watch}
+        out = OutputPort("virtual", backend, "cadenza", **kw)
         time.sleep(0.2)
         duration = args.notes * args.every * 60.0 / (args.tempo * 24) + 3
         with jackrig.receiver("cadenza:out", duration, name) as recv_path, jackrig.busy_core(args.busy):
@@ -160,7 +163,7 @@ def main(argv=None) -> int:
     on_errors = [e for (d, b), e in zip(notes, errors) if (b[0] & 0xF0) == 0x90 and b[2] > 0]
     result = {"name": name, "sent": len(notes), "received": len(received), "mismatched": mismatched,
               "sched_fifo": rt, "jack_period": args.period, "jackd_realtime": not args.jack_no_rt, "tempo": args.tempo, "every_ticks": args.every,
-              "spin_ms": args.spin * 1e3, "busy": args.busy, "bare": args.bare,
+              "spin_ms": args.spin * 1e3, "busy": args.busy, "bare": args.bare, "watch_s": args.watch,
               "note_on_ms": jackrig.stats_ms(on_errors), "all_note_msgs_ms": jackrig.stats_ms(errors),
               "note_on_at_send_ms": jackrig.stats_ms(at_send), "load_avg": open("/proc/loadavg").read().split()[0]}
     jackrig.save(name, result)
