@@ -175,3 +175,42 @@ def test_sighup_reload_and_a_broken_config_keeps_playing(jack_server, bundle, tm
             if proc.poll() is None:
                 proc.kill()
             ns.close()
+
+
+def test_keyboard_phrase_is_answered_through_the_process(jack_server, bundle, tmp_path):
+    from tests.jackutil import JackSender
+
+    ns = Notify(tmp_path / "notify")
+    with JackReceiver(None, client="synth4") as rx:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "player", "--backend", "jack", "--model", str(bundle), "--output", "synth4",
+             "--input", "virtual", "--mode", "call-response", "--tempo", "240", "--phrase-gap", "1",
+             "--answer-bars", "1", "--seed", "3", "--duration", "20"],
+            cwd=REPO, env=dict(os.environ, NOTIFY_SOCKET=ns.path), stderr=subprocess.PIPE, text=True)
+        try:
+            ns.read(until="READY=1")
+            with JackSender("cadenza", client="keys4") as keys:
+                time.sleep(0.3)
+                assert notes(rx.messages()) == []  # call-response: silent until a phrase ends
+                for p in (60, 64, 67):
+                    keys.send(mido.Message("note_on", note=p, velocity=90))
+                    time.sleep(0.1)
+                    keys.send(mido.Message("note_off", note=p))
+                t_end = time.monotonic()
+                deadline = t_end + 5
+                while not notes(rx.messages()) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                answered = notes(rx.messages())
+                assert answered, "no answer"
+                # the answer came after the one-beat gap (0.25 s at 240 BPM), not during the phrase
+                first_t = next(t for t, b in rx.events if (b[0] & 0xF0) == 0x90 and b[2] > 0) / 1e9
+                assert first_t - t_end > 0.2
+                time.sleep(1.5)  # one bar at 240 BPM is 1 s: the answer is over, everything released
+                assert sounding_after(rx.messages()) == set()
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=10)
+            assert proc.returncode == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            ns.close()
