@@ -8,7 +8,7 @@ VENV ?= .venv
 VENV_TFLITE ?= .venv-tflite
 PY := $(VENV)/bin/python
 
-.PHONY: play test venv venv-tflite install uninstall bench clean
+.PHONY: play test venv venv-tflite install uninstall clean
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +25,13 @@ $(VENV_TFLITE)/.stamp:
 venv: $(VENV)/.stamp
 venv-tflite: $(VENV_TFLITE)/.stamp
 
+# With no MIDI system at all (no ALSA sequencer, no JACK), it says so and renders an answer to the
+# example phrase instead: cadenza-answer.mid (and .wav with fluidsynth).
 play: venv
-	$(VENV)/bin/cadenza-play $(ARGS)
+	$(VENV)/bin/cadenza-play --or-render cadenza-answer.mid $(ARGS)
 
 test: venv venv-tflite
 	CADENZA_TFLITE_PYTHON=$(abspath $(VENV_TFLITE))/bin/python $(PY) -m pytest $(PYTEST_ARGS)
-
-bench: venv
-	$(PY) -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV_TFLITE) .pytest_cache build *.egg-info

@@ -55,7 +55,53 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed-file", metavar="PHRASE.mid", help="a phrase to answer (as if played on the keyboard)")
     g.add_argument("--beats", type=float, metavar="N", help="length to render (default: answer_bars bars)")
     g.add_argument("--include-seed", action="store_true", help="write the phrase before the answer")
+    g.add_argument("--or-render", metavar="OUT.mid",
+                   help="with no MIDI system at all, say so and render a 30-second answer here instead "
+                        "(and OUT.wav when fluidsynth and a General MIDI sound font are installed)")
     return p
+
+
+FALLBACK_SECONDS = 30.0
+SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
+              "/usr/share/soundfonts/default.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
+
+
+def midi_missing(settings) -> str | None:
+    """The one-line reason when this machine has no MIDI system for the configured backend, else None."""
+    from player.ports import PortError, list_ports, open_backend
+
+    try:
+        list_ports(open_backend(settings.midi.backend))
+    except PortError as e:
+        text = str(e)
+        return text if text.startswith("no MIDI system") else None
+    return None
+
+
+def render_instead(settings, args, reason: str) -> int:
+    """`make play` on a machine without MIDI: a rendered answer (and a WAV when fluidsynth can make one)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from player.daemon import render_file
+
+    beats = args.beats or FALLBACK_SECONDS * settings.play.tempo / 60.0
+    seed_file, include_seed = args.seed_file, args.include_seed
+    example = Path(__file__).resolve().parent.parent / "examples" / "phrase.mid"
+    if seed_file is None and example.exists():  # a source checkout: answer the example phrase
+        seed_file, include_seed = str(example), True
+    print(f"cadenza-play: {reason}; rendering a {FALLBACK_SECONDS:g}-second answer to {args.or_render} instead",
+          file=sys.stderr)
+    code = render_file(settings, args.or_render, seed_file=seed_file, beats=beats, include_seed=include_seed)
+    font = next((f for f in SOUNDFONTS if Path(f).exists()), None)
+    if code == 0 and shutil.which("fluidsynth") and font:
+        wav = str(Path(args.or_render).with_suffix(".wav"))
+        res = subprocess.run(["fluidsynth", "-ni", "-F", wav, "-r", "44100", font, args.or_render],
+                             capture_output=True, text=True)
+        print(f"cadenza-play: wrote {wav}" if res.returncode == 0 else
+              f"cadenza-play: fluidsynth could not write {wav}: {res.stderr.strip()[-200:]}", file=sys.stderr)
+    return code
 
 
 def setup_logging(level: str = "info") -> None:
@@ -106,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
 
             return render_file(settings, args.render, seed_file=args.seed_file, beats=args.beats,
                                include_seed=args.include_seed)
+        if args.or_render:
+            reason = midi_missing(settings)
+            if reason:
+                return render_instead(settings, args, reason)
         if args.seed_file or args.beats or args.include_seed:
-            raise ConfigError("--seed-file, --beats and --include-seed go with --render")
+            raise ConfigError("--seed-file, --beats and --include-seed go with --render or --or-render")
         from player.daemon import Daemon
 
         return Daemon(settings, config_path=args.config, overrides=flag_overrides(args),

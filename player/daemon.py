@@ -59,6 +59,11 @@ def set_realtime(priority: int = RT_PRIORITY) -> bool:
     return True
 
 
+def under_systemd() -> bool:
+    """Started by systemd (it sets INVOCATION_ID for every service it runs)."""
+    return bool(os.environ.get("INVOCATION_ID"))
+
+
 def render_file(settings, out_path: str, seed_file: str | None = None, beats: float | None = None,
                 include_seed: bool = False) -> int:
     """--render: the engine on a simulated clock, no ports; writes a MIDI file."""
@@ -104,9 +109,12 @@ class Daemon:
 
         m = self.settings.midi
         backend = open_backend(m.backend)
-        self.out = OutputPort(m.output, backend, m.client_name)
+        # As a service, a synth or keyboard switched on after boot is waited for (and played to when it
+        # appears); from a terminal, a name that matches nothing is a one-line error right away.
+        wait = under_systemd()
+        self.out = OutputPort(m.output, backend, m.client_name, wait=wait)
         log.info("MIDI output: %s", self.out.name)
-        self.inp = InputPort(m.input, backend, m.client_name)
+        self.inp = InputPort(m.input, backend, m.client_name, wait=wait)
         if self.inp.enabled:
             log.info("MIDI input: %s", self.inp.name)
 

@@ -104,6 +104,15 @@ def render(model, *, beats: float = 16.0, phrase: mido.MidiFile | None = None, t
 
 def write_render(path: str | Path, rendered: Rendered, include_seed: bool, tempo: float,
                  program: int | None = None) -> mido.MidiFile:
-    mid = ev.to_midi(rendered.messages(include_seed), tempo_bpm=tempo, program=program)
+    """The answer as a MIDI file; with include_seed, a type-1 file: track 0 the phrase, track 1 the answer."""
+    if not include_seed:
+        mid = ev.to_midi(rendered.answer, tempo_bpm=tempo, program=program)
+    else:
+        moved = [TimedMessage(tm.tick + rendered.answer_start, tm.message) for tm in rendered.answer]
+        mid = ev.to_midi(rendered.phrase, tempo_bpm=tempo, program=program)
+        mid.type = 1
+        mid.tracks.append(ev.to_midi(moved, tempo_bpm=tempo, program=program).tracks[0])
+        for track, name in zip(mid.tracks, ("phrase", "answer")):
+            track.insert(0, mido.MetaMessage("track_name", name=name))
     mid.save(str(path))
     return mid

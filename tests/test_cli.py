@@ -75,3 +75,25 @@ def test_missing_port_lists_what_there_is(jack_server, bundle):
         assert "no-such-synth" in line and "synthA" in line
         listing = cli("--backend", "jack", "--list-ports")
         assert listing.returncode == 0 and "synthA" in listing.stdout
+
+
+@pytest.mark.skipif(Path("/dev/snd/seq").exists(), reason="this machine has an ALSA sequencer")
+def test_no_midi_system_renders_an_answer_instead(tmp_path):
+    """`make play` on a machine without MIDI: one line saying so, then a rendered answer to the example phrase."""
+    import mido
+
+    out = tmp_path / "answer.mid"
+    r = cli("--backend", "alsa", "--or-render", out, "--seed", "2", "--tempo", "120")
+    assert r.returncode == 0, r.stderr
+    said = [ln for ln in r.stderr.splitlines() if ln.startswith("cadenza-play:")]
+    assert said[0].startswith("cadenza-play: no MIDI system") and "answer.mid" in said[0]
+    mid = mido.MidiFile(out)
+    assert [t.name for t in mid.tracks] == ["phrase", "answer"]
+    now, times = 0, []
+    for m in mid.tracks[1]:
+        now += m.time
+        if m.type in ("note_on", "note_off"):
+            times.append(now)
+    answer_beats = (times[-1] - times[0]) / mid.ticks_per_beat
+    assert 50 <= answer_beats <= 60  # 30 seconds at 120 BPM: 60 beats from the phrase's gap on
+    assert any(m.type == "note_on" for m in mid.tracks[1])

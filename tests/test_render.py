@@ -73,8 +73,12 @@ def test_cli_render_is_reproducible_and_opens_no_ports(bundle, tmp_path):
     assert outs[0] == outs[1] and outs[0] != outs[2]
     out = tmp_path / "with.mid"
     assert cli("--render", out, "--model", bundle, "--seed", 3, "--seed-file", seed, "--include-seed").returncode == 0
-    notes = notes_of(mido.MidiFile(out))
+    both = mido.MidiFile(out)
+    notes = notes_of(both)
     assert [n.pitch for n in notes[:9]] == [60, 62, 64, 65, 67, 65, 64, 62, 60]
+    assert [t.name for t in both.tracks] == ["phrase", "answer"]  # a DAW shows them apart
+    answer_only = mido.MidiFile(tmp_path / "a.mid")
+    assert sum(m.type == "note_on" for m in both.tracks[1]) == sum(m.type == "note_on" for m in answer_only.tracks[0])
     solo = tmp_path / "solo.mid"
     assert cli("--render", solo, "--model", bundle, "--seed", 1, "--beats", 8).returncode == 0
     assert max(n.end for n in notes_of(mido.MidiFile(solo))) <= 8 * 24
