@@ -216,3 +216,27 @@ def test_keyboard_phrase_is_answered_through_the_process(jack_server, bundle, tm
             if proc.poll() is None:
                 proc.kill()
             ns.close()
+
+
+def test_as_a_service_it_waits_for_a_synth_switched_on_later(jack_server, bundle, tmp_path):
+    """Under systemd (INVOCATION_ID set) a synth that is not there yet is waited for, then played to."""
+    ns = Notify(tmp_path / "notify")
+    proc = start(bundle, ns, "--output", "latesynth", "--duration", "20", env={"INVOCATION_ID": "0" * 32})
+    try:
+        assert any(ln == "READY=1" for ln in ns.read(until="READY=1"))  # up, with its model, waiting
+        time.sleep(1.0)
+        assert proc.poll() is None
+        with JackReceiver(None, client="latesynth") as rx:
+            deadline = time.monotonic() + 6.0
+            while not notes(rx.messages()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            got = rx.messages()
+        assert notes(got), got[:10]
+        first = got[0]
+        assert first.type == "control_change" and first.control == 123  # silence before the first note
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        ns.close()
+    assert proc.returncode == 0 and "Traceback" not in err
+    assert "waiting" in err and "latesynth" in err
