@@ -33,25 +33,35 @@ JACK specifics (measured with jackd 1.9.21, python-rtmidi 1.5.8):
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
 import queue
-import socket
 import sys
 import threading
 import time
-import weakref
 from typing import Callable
 
 import mido
 
+from player.portio import (  # noqa: F401  (PortError, PortNotFound are this module's API)
+    RTMIDI,
+    PortError,
+    PortNotFound,
+    _api_id,
+    _explain,
+    _is_jack,
+    _is_rtmidi,
+    _JackWatch,
+    _MidoIO,
+    _own,
+    _quiet_stderr,
+    _RtmidiIO,
+)
+
 log = logging.getLogger(__name__)
 
-RTMIDI = "mido.backends.rtmidi"
 API_ALIASES = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE", "windows": "WINDOWS_MM"}
 RECONNECT_INTERVAL_S = 1.0  # how often a port checks its peer; a lost synth is back within a second
-CONNECT_SETTLE_S = 0.05  # JACK: a new connection carries data after a cycle or two (21 ms at 1024 frames)
 JACK_GUARD_SENDS = 500  # JACK: check the server inline after this many sends (its ring buffer holds ~2300)
 # JACK: rtmidi's send spins, holding the GIL, while its ring buffer is full; the ring drains
 # once a cycle, and a cycle may wait for our own input's Python callback (needs the GIL):
@@ -66,17 +76,6 @@ COUNTER_LOG_S = 10.0  # an input that drops or cannot parse says so at most this
 INPUT_RATE, INPUT_BURST = 2000.0, 500.0
 ALL_CHANNELS = tuple(range(16))
 CC_SUSTAIN, CC_ALL_NOTES_OFF = 64, 123
-
-
-class PortError(Exception):
-    """A port or backend that cannot be opened; the message is one line for the user."""
-
-
-class PortNotFound(PortError):
-    """No port matches the name asked for (yet: `wait=True` waits for it)."""
-
-
-# -- backends and names ------------------------------------------------------
 
 
 def open_backend(name: str | None) -> mido.Backend:
@@ -107,25 +106,6 @@ def open_backend(name: str | None) -> mido.Backend:
         if _api_id(backend) not in rtmidi.get_compiled_api():
             raise PortError(f"this python-rtmidi has no {backend.api} support (it has: {', '.join(compiled)})")
     return backend
-
-
-def _is_rtmidi(backend) -> bool:
-    return getattr(backend, "name", None) == RTMIDI
-
-
-def _api_id(backend) -> int:
-    import rtmidi
-
-    if not backend.api:
-        return rtmidi.API_UNSPECIFIED
-    api = getattr(rtmidi, f"API_{backend.api}", None)
-    if api is None:
-        raise PortError(f"unknown rtmidi API {backend.api!r}")
-    return api
-
-
-def _is_jack(backend) -> bool:
-    return _is_rtmidi(backend) and backend.api == "UNIX_JACK"
 
 
 def describe_backend(backend) -> str:
@@ -171,35 +151,6 @@ def format_port_list(backend) -> str:
     return "\n".join(lines)
 
 
-def _explain(backend, error: Exception) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    api = getattr(backend, "api", None)
-    if "JACK" in text or api == "UNIX_JACK":
-        return "no MIDI system: the JACK server is not running (start jackd, or choose another backend)"
-    if "ALSA" in text or api == "LINUX_ALSA":
-        if not os.path.exists("/dev/snd/seq"):
-            return "no MIDI system: the ALSA sequencer is missing (no /dev/snd/seq; load the snd-seq module)"
-        return f"no MIDI system: cannot open the ALSA sequencer ({text}; is this user in the 'audio' group?)"
-    return f"no MIDI system: {text}"
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Hide what C libraries print to fd 2 (for one-shot listings only: it hides every thread's stderr)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def resolve_port(query: str, available: list[str], kind: str = "output") -> str:
     """The one port whose name contains `query` (any case); an exact match wins. Else PortError."""
     if query in available:
@@ -215,12 +166,6 @@ def resolve_port(query: str, available: list[str], kind: str = "output") -> str:
     raise PortError(f"{len(matches)} MIDI {kind}s match {query!r}: {', '.join(map(repr, matches))}; be more specific")
 
 
-def _own(name: str, client_name: str) -> bool:
-    """Is this one of our own ports? (JACK renames a second client "cadenza-01".)"""
-    client = name.split(":", 1)[0]
-    return client == client_name or (client.startswith(client_name + "-") and client[len(client_name) + 1 :].isdigit())
-
-
 def default_output(available: list[str], client_name: str = "cadenza") -> str | None:
     """The first output that is not a "Through" port nor ours, None if there is none."""
     for n in available:
@@ -230,249 +175,6 @@ def default_output(available: list[str], client_name: str = "cadenza") -> str | 
 
 
 # -- the raw port underneath: rtmidi directly, or any mido backend ----------------------
-
-
-class _RtmidiIO:
-    """One rtmidi object (one ALSA/JACK client) and its one open port.
-
-    An input hands its messages to `callback(event, t)`: on ALSA (and CoreMIDI...) from
-    rtmidi's callback in rtmidi's own thread, t = None (the callee stamps). On JACK,
-    rtmidi would call back from JACK's process thread, where a Python callback needs
-    the GIL: whenever another thread holds it (python-rtmidi holds it even while it
-    blocks on the JACK server) the whole JACK graph waits, and closing a port while
-    an input was active stalled for 5 s (measured). So on JACK a thread polls
-    rtmidi's queue every POLL_S and stamps each message from rtmidi's deltas.
-    """
-
-    POLL_S = 0.001
-
-    def __init__(self, backend, kind: str, client_name: str, callback=None):
-        import rtmidi
-
-        cls = rtmidi.MidiIn if kind == "input" else rtmidi.MidiOut
-        self.kind, self.api, self.client_name = kind, backend.api, client_name
-        self.jack = _is_jack(backend)
-        self._backend = backend
-        self._callback = callback
-        self._poller: threading.Thread | None = None
-        self._poll_stop = threading.Event()
-        kw = {"queue_size_limit": 8192} if kind == "input" else {}
-        try:
-            self.rt = cls(rtapi=_api_id(backend), name=client_name, **kw)
-        except Exception as e:
-            raise PortError(_explain(backend, e)) from None
-        if kind == "input":
-            # Timing messages are wanted (external clock); sysex and active sensing are not.
-            self.rt.ignore_types(sysex=True, timing=False, active_sense=True)
-        # RtMidi reports a failed ALSA send as a warning (python-rtmidi: warnings.warn), not
-        # an error: catch it here so that send() can tell.
-        self.warning: str | None = None
-        self.rt.set_error_callback(self._on_error)
-
-    def _on_error(self, etype, msg, data=None) -> None:
-        import rtmidi
-
-        if etype in (rtmidi.ERRORTYPE_WARNING, rtmidi.ERRORTYPE_DEBUG_WARNING):
-            self.warning = msg
-            return
-        default = getattr(rtmidi._rtmidi, "_default_error_handler", None)
-        if default is not None:
-            default(etype, msg, data)  # raises the matching rtmidi exception
-        raise rtmidi.RtMidiError(msg)
-
-    def names(self) -> list[str]:
-        return self.rt.get_ports()
-
-    def open(self, name: str | None) -> str:
-        """Open the named peer (None = a virtual port); the name our port is known by."""
-        short = "in" if self.kind == "input" else "out"
-        if name is None:
-            before = self._opposite_names()
-            self.rt.open_virtual_port(short)
-            after = self._opposite_names()
-            new = [n for n in after if n not in before and _own(n, self.client_name)]
-            resolved = new[0] if len(new) == 1 else f"{self.client_name}:{short}"
-        else:
-            names = self.names()
-            if name not in names:
-                raise PortError(f"MIDI {self.kind} {name!r} is gone")
-            self.rt.open_port(names.index(name), short)
-            resolved = name
-        if self.kind == "input":
-            if self.jack:
-                self._poll_stop.clear()
-                self._poller = threading.Thread(target=self._poll, name="midi-input-poll", daemon=True)
-                self._poller.start()
-            else:
-                self.rt.set_callback(self._callback)
-        if self.jack and name is not None:
-            time.sleep(CONNECT_SETTLE_S)
-        return resolved
-
-    def _poll(self) -> None:
-        rt, callback = self.rt, self._callback
-        while not self._poll_stop.is_set():
-            batch = []
-            while True:
-                event = rt.get_message()  # ([bytes], seconds since the message before)
-                if not event:
-                    break
-                batch.append(event)
-            if not batch:
-                time.sleep(self.POLL_S)
-                continue
-            # The last arrived by now; each earlier one its successors' deltas before.
-            t = time.monotonic()
-            stamps = [t] * len(batch)
-            for i in range(len(batch) - 1, 0, -1):
-                t -= max(0.0, float(batch[i][1]))
-                stamps[i - 1] = t
-            for event, stamp in zip(batch, stamps):
-                callback(event, stamp)
-
-    def _opposite_names(self) -> list[str]:
-        """Ports in the other direction (where our virtual port shows up), via a short-lived client."""
-        import rtmidi
-
-        cls = rtmidi.MidiOut if self.kind == "input" else rtmidi.MidiIn
-        if self.jack:
-            _JackWatch.before_new_client()
-        try:
-            probe = cls(rtapi=_api_id(self._backend), name=f"{self.client_name}-probe")
-        except Exception:
-            return []
-        try:
-            return probe.get_ports()
-        finally:
-            probe.delete()
-
-    def send(self, msg: mido.Message) -> None:
-        self.warning = None
-        self.rt.send_message(msg.bytes())
-        if self.warning is not None:
-            raise OSError(self.warning)
-
-    def close_port(self) -> None:
-        if self._poller is not None:
-            self._poll_stop.set()
-            if self._poller is not threading.current_thread():
-                self._poller.join()
-            self._poller = None
-        self.rt.close_port()
-        if self.kind == "input" and not self.jack:
-            with contextlib.suppress(Exception):
-                self.rt.cancel_callback()
-
-    def delete(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close_port()
-        self.rt.delete()
-
-
-class _MidoIO:
-    """Any other mido backend (portmidi, or an in-memory one in tests)."""
-
-    jack = False
-
-    def __init__(self, backend, kind: str, client_name: str, callback=None):
-        self.kind, self.client_name, self._backend, self._callback = kind, client_name, backend, callback
-        self.port = None
-
-    def names(self) -> list[str]:
-        b = self._backend
-        return list(b.get_input_names() if self.kind == "input" else b.get_output_names())
-
-    def open(self, name: str | None) -> str:
-        short = "in" if self.kind == "input" else "out"
-        kw = {"virtual": True, "client_name": self.client_name} if name is None else {}
-        if self.kind == "input":
-            kw["callback"] = lambda msg: self._callback((msg.bytes(), 0.0), None)
-            self.port = self._backend.open_input(name or short, **kw)
-        else:
-            self.port = self._backend.open_output(name or short, **kw)
-        return name or f"{self.client_name}:{short}"
-
-    def send(self, msg: mido.Message) -> None:
-        self.port.send(msg)
-
-    def close_port(self) -> None:
-        if self.port is not None:
-            self.port.close()
-            self.port = None
-
-    def delete(self) -> None:
-        self.close_port()
-
-
-# -- JACK server watch -------------------------------------------------------------------------
-
-
-class _JackWatch:
-    """Is the JACK server that our clients live in still the same one?
-
-    Class-level state on purpose: libjack's own state is per process (a new client
-    frees the dead clients of every port), so the ports must coordinate per process.
-
-    jack2 listens on <tmpdir>/jack_<server>_<uid>_0; a connect() there is silent for
-    the server and fails at once when it is gone (even after a SIGKILL left the file).
-    A restarted server has a new socket inode. Where no socket is found (PipeWire's
-    libjack), the watch says "alive" and the port list check is all there is.
-    """
-
-    _lock = threading.Lock()
-    _ports: "weakref.WeakSet[_Port]" = weakref.WeakSet()
-
-    def __init__(self):
-        server = os.environ.get("JACK_DEFAULT_SERVER") or "default"
-        dirs = [d for d in (os.environ.get("JACK_TMPDIR"), "/dev/shm", "/tmp") if d]
-        found = []
-        for d in dirs:
-            found += glob.glob(os.path.join(glob.escape(d), f"jack_{glob.escape(server)}_{os.getuid()}_0"))
-            found += glob.glob(os.path.join(glob.escape(d), f"jack_{glob.escape(server)}_*_0"))
-        self.path = found[0] if found else None
-        self.inode = self._inode()
-
-    def _inode(self) -> int | None:
-        try:
-            return os.stat(self.path).st_ino if self.path else None
-        except OSError:
-            return None
-
-    def alive(self) -> bool:
-        """The server we connected to still runs (False after a restart too)."""
-        if self.path is None:
-            return True
-        if self._inode() != self.inode:
-            return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            try:
-                s.connect(self.path)
-                return True
-            except OSError:
-                return False
-
-    @classmethod
-    def server_up(cls) -> bool:
-        w = cls()
-        return w.path is not None and w.alive()
-
-    @classmethod
-    def register(cls, port: "_Port") -> None:
-        with cls._lock:
-            cls._ports.add(port)
-
-    @classmethod
-    def before_new_client(cls) -> None:
-        """Drop every client of a dead server first: libjack frees them when a new client opens."""
-        with cls._lock:
-            ports = list(cls._ports)
-        for p in ports:
-            w = p._jack_watch
-            if w is not None and not w.alive():
-                p._drop_io("the JACK server went away")
-
-
-# -- ports -------------------------------------------------------------------------------------
 
 
 class _Port:
