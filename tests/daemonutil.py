@@ -213,3 +213,14 @@ def sounding_after(events: list[tuple[int, list[int]]]) -> set[tuple[int, int]]:
         elif status == 0xB0 and data[1] in (120, 123):
             on = {k for k in on if k[0] != ch}
     return on
+
+
+def wait_sounding(synth, timeout: float = 20.0) -> set:
+    """Until a note sounds at the synth (a JackReceiver; the model rests now and then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        on = sounding_after(list(synth.events))
+        if on:
+            return on
+        time.sleep(0.005)
+    raise AssertionError("no note sounding at the synth")

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.daemonutil import Player, rss_kb, sounding_after, write_config
+from tests.daemonutil import Player, wait_sounding, rss_kb, sounding_after, write_config
 from tests.jackutil import JackReceiver
 
 pytest.importorskip("tensorflow")
@@ -29,17 +29,6 @@ def _threads(pid: int) -> int:
 
 def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def _wait_sounding(synth: JackReceiver, timeout: float = 20.0) -> set:
-    """Until a note sounds at the synth (the model rests now and then)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        on = sounding_after(list(synth.events))
-        if on:
-            return on
-        time.sleep(0.01)
-    raise AssertionError("no note sounding at the synth")
 
 
 def _preamble(events) -> list[list[int]]:
@@ -65,7 +54,7 @@ def test_synth_port_lost_mid_note_and_back(jack_server, tmp_path):
             time.sleep(1.0)
             base, reopens = None, []
             for cycle in range(2):
-                _wait_sounding(synth)
+                wait_sounding(synth)
                 synth.close()  # the synth goes away mid-note
                 assert player.wait_log("lost", timeout=5, count=cycle + 1), player.log()[-2000:]
                 time.sleep(0.3)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.daemonutil import Player, sounding_after, write_config
+from tests.daemonutil import Player, wait_sounding, sounding_after, write_config
 from tests.jackutil import JackReceiver
 
 pytest.importorskip("tensorflow")
@@ -23,16 +23,6 @@ def _config(tmp_path, client: str, synth: str, **kw):
     cfg = write_config(tmp_path, converted().bundle, client=client, mode="solo", tempo=200.0, **kw)
     cfg.write_text(cfg.read_text().replace('output = "virtual"', f'output = "{synth}"'))
     return cfg
-
-
-def _wait_sounding(synth: JackReceiver, timeout: float = 20.0) -> set:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        on = sounding_after(list(synth.events))
-        if on:
-            return on
-        time.sleep(0.005)
-    raise AssertionError("no note sounding at the synth")
 
 
 def _is_note_on(d) -> bool:
@@ -48,7 +38,7 @@ def test_sigkill_mid_note_then_restart_silences_first(jack_server, tmp_path):
             player = Player(cfg).start()
             try:
                 player.wait_ready()
-                _wait_sounding(synth)
+                wait_sounding(synth)
                 player.proc.kill()  # no goodbye: the notes stay on at the synth
                 player.proc.wait(timeout=10)
             finally:
@@ -81,7 +71,7 @@ def test_sigterm_while_the_port_is_lost_or_reopening(jack_server, tmp_path):
         player = Player(cfg).start()
         try:
             player.wait_ready()
-            _wait_sounding(synth)
+            wait_sounding(synth)
             synth.close()
             assert player.wait_log("lost", timeout=5)
             if when == "reopening":
@@ -115,7 +105,7 @@ def test_sighup_with_a_broken_config_keeps_playing(jack_server, tmp_path):
     good = cfg.read_text()
     with JackReceiver(client="hup-synth") as synth, Player(cfg) as player:
         player.wait_ready()
-        _wait_sounding(synth)
+        wait_sounding(synth)
         cfg.write_text(good.replace("tempo = 200.0", 'tempo = "fast"'))
         player.send_signal(signal.SIGHUP)
         assert player.wait_log("reload failed", timeout=10), player.log()[-2000:]
