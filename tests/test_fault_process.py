@@ -76,7 +76,8 @@ def test_sigterm_while_the_port_is_lost_or_reopening(jack_server, tmp_path):
             assert player.wait_log("lost", timeout=5)
             if when == "reopening":
                 synth = JackReceiver(client="term-synth")  # back: the port's thread reopens it within 1 s
-                time.sleep(0.9)
+                # SIGTERM the moment the reopen is done (its all-notes-off just sent, notes about to resume)
+                assert player.wait_log("back after", timeout=5), player.log()[-2000:]
             else:
                 synth = None
             t0 = time.monotonic()
