@@ -244,6 +244,7 @@ class Daemon:
                 sch.end()
         finally:
             self.close()
+        log.info("stopped after %.1f s; %d MIDI messages sent", time.monotonic() - t_start, self.out.sent)
         return 0
 
     def close(self) -> None:
