@@ -28,7 +28,7 @@ class TrainConfig:
     clipnorm: float = 1.0
     epochs: int = 60  # an upper bound: early stopping or the time cap ends it first
     patience: int = 5  # epochs without a better validation loss before stopping
-    lr_patience: int = 1  # epochs without a better validation loss before the step size halves
+    lr_patience: int = 2  # epochs without a better validation loss before the step size halves
     max_minutes: float = 40.0  # wall-clock cap on the training loop (best model kept)
     transpositions: tuple[int, ...] = tuple(range(-5, 7))  # all 12 keys, training pieces only
     val_frac: float = 0.1
@@ -61,8 +61,8 @@ class TrainConfig:
 
 PRESETS: dict[str, dict] = {
     # End to end in well under a minute: for tests and smoke runs.
-    "tiny": dict(embed_dim=16, hidden=32, window=16, batch_size=4, epochs=30, patience=6, learning_rate=1e-2,
-                 max_minutes=5.0, rollout_steps=1000, baseline_orders=(1, 2, 3, 4),
+    "tiny": dict(embed_dim=16, hidden=32, window=16, batch_size=4, epochs=30, patience=6,
+                 learning_rate=1e-2, lr_patience=1, max_minutes=5.0, rollout_steps=1000, baseline_orders=(1, 2, 3, 4),
                  transpositions=(-1, 0, 1), dropout=0.0),
     # The model we ship.
     "default": dict(),
