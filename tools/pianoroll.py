@@ -57,7 +57,7 @@ def draw(mid: mido.MidiFile, out: Path, labels: list[str], title: str) -> None:
     for bar in range(0, int(end) + 1, 4):
         ax.axvline(bar, color="#dddddd", lw=0.8, zorder=0)
     ax.legend(handles=[Patch(color=COLOURS[k % len(COLOURS)], label=labels[k] if k < len(labels) else f"track {k}")
-                       for k in range(len(tracks))], loc="upper right", fontsize=8)
+                       for k in range(len(tracks))], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out)
