@@ -46,11 +46,12 @@ class Rendered:
     answer_start: int = 0  # tick of the answer on the phrase's axis
     gap_end: float | None = None
 
+    def answer_after_phrase(self) -> list[TimedMessage]:
+        """The answer on the phrase's time axis."""
+        return [TimedMessage(tm.tick + self.answer_start, tm.message) for tm in self.answer]
+
     def messages(self, include_seed: bool) -> list[TimedMessage]:
-        if not include_seed:
-            return self.answer
-        moved = [TimedMessage(tm.tick + self.answer_start, tm.message) for tm in self.answer]
-        return self.phrase + moved
+        return self.phrase + self.answer_after_phrase() if include_seed else self.answer
 
 
 def phrase_events(mid: mido.MidiFile, tempo: float, channel: int = 0) -> list[tuple[float, float, mido.Message]]:
@@ -108,10 +109,9 @@ def write_render(path: str | Path, rendered: Rendered, include_seed: bool, tempo
     if not include_seed:
         mid = ev.to_midi(rendered.answer, tempo_bpm=tempo, program=program)
     else:
-        moved = [TimedMessage(tm.tick + rendered.answer_start, tm.message) for tm in rendered.answer]
         mid = ev.to_midi(rendered.phrase, tempo_bpm=tempo, program=program)
         mid.type = 1
-        mid.tracks.append(ev.to_midi(moved, tempo_bpm=tempo, program=program).tracks[0])
+        mid.tracks.append(ev.to_midi(rendered.answer_after_phrase(), tempo_bpm=tempo, program=program).tracks[0])
         for track, name in zip(mid.tracks, ("phrase", "answer")):
             track.insert(0, mido.MetaMessage("track_name", name=name))
     mid.save(str(path))
