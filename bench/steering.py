@@ -51,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tempo", type=float, default=100)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--key", default="auto", help="the player's key setting: auto (the phrase's key) or off")
+    ap.add_argument("--key-strength", type=float, default=None, help="default: the player's default")
     ap.add_argument("--cadence", choices=("full", "half"), default="full",
                     help="the phrase ends on the tonic (full) or on the dominant (half)")
     args = ap.parse_args(argv)
@@ -59,6 +61,9 @@ def main(argv=None) -> int:
 
     path = args.model or str(default_model_path())
     model = open_model(path)
+    from player.config import KEY_STRENGTH
+
+    strength = KEY_STRENGTH if args.key_strength is None else args.key_strength
     rows, hits, phrase_ok = [], 0, 0
     for mode in ("major", "minor"):
         for tonic in range(12):
@@ -68,7 +73,7 @@ def main(argv=None) -> int:
             mid = ev.tokens_to_midi(ev.encode_notes(notes), tempo_bpm=args.tempo)
             for seed in range(args.seeds):
                 r = render(model, beats=args.beats, phrase=mid, tempo=args.tempo, temperature=args.temperature,
-                           top_p=args.top_p, seed=seed, phrase_gap=1.0)
+                           top_p=args.top_p, seed=seed, phrase_gap=1.0, key=args.key, key_strength=strength)
                 answer = ev.decode_notes(ev.encode_messages(
                     [(tm.tick, tm.message) for tm in r.answer], start=False))
                 got = keys.estimate(answer)
@@ -77,10 +82,10 @@ def main(argv=None) -> int:
     n = len(rows)
     result = {"model": path, "answers": n, "match": hits, "share": round(hits / n, 3),
               "phrases_in_their_own_key": f"{phrase_ok}/24", "beats": args.beats, "temperature": args.temperature,
-              "top_p": args.top_p, "cadence": args.cadence, "rows": rows}
+              "top_p": args.top_p, "key": args.key, "key_strength": strength, "cadence": args.cadence, "rows": rows}
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
-    (out / f"steering-{args.cadence}-{args.beats:g}beats.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"steering-{args.cadence}-{args.beats:g}beats-{args.key}-{strength:g}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     return 0
 

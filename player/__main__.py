@@ -27,6 +27,8 @@ FLAG_KEYS = {  # flag dest -> settings key
     "phrase_gap": "play.phrase_gap",
     "answer_bars": "play.answer_bars",
     "seed": "play.seed",
+    "key": "play.key",
+    "key_strength": "play.key_strength",
 }
 
 
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling: keep the most likely tokens up to P")
     p.add_argument("--phrase-gap", type=float, metavar="BEATS", help="silence that ends a phrase")
     p.add_argument("--answer-bars", type=int, metavar="N", help="length of an answer")
+    p.add_argument("--key", metavar="KEY",
+                   help="'auto' (answer in the phrase's key), 'off', or a key to stay in, e.g. 'D minor'")
+    p.add_argument("--key-strength", type=float, metavar="S", help="how hard answers lean to the key (0 = not at all)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="play this long, then stop cleanly")
     p.add_argument("--seed", type=int, metavar="N", help="random seed: the same seed plays the same notes")
     p.add_argument("--debug", action="store_true", help="debug logging")

@@ -30,6 +30,7 @@ else:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path("/etc/cadenza/config.toml")
+KEY_STRENGTH = 3.5
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,10 @@ class Play:
     beats_per_bar: int = _f(4, "int", 1, 16)  # 4/4, as in the chorales
     seed: int | None = _f(None, "int?")  # None = a new seed each run; set it to replay a session
     velocity_scale: float = _f(1.0, "float", 0.0, 2.0)  # the model's own dynamics
+    # "auto": answer in the key of the phrase just played (a duet: of the last few bars); "off"; or a key
+    # that always holds, e.g. "D minor". The model alone drifts out of the phrase's key within a bar.
+    key: str = _f("auto", "key")
+    key_strength: float = _f(KEY_STRENGTH, "float", 0.0, 10.0)  # how hard the answer leans to the key (bench/steering.py)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class Controls:
     answer_bars: int = dataclasses.field(default=24, metadata=CC)
     panic: int = dataclasses.field(default=25, metadata=CC)  # silences everything: worth a button
     phrase_end: int = dataclasses.field(default=-1, metadata=CC)  # no button assumed; silence ends a phrase
+    key_strength: int = dataclasses.field(default=26, metadata=CC)  # the next knob in the row
     sustain_ends_phrase: bool = _f(True, "bool")  # lifting the pedal is a natural "your turn"
 
 
@@ -175,7 +181,24 @@ def override(settings: Settings, values: Mapping[str, Any]) -> Settings:
         (sections.setdefault(section, {}) if section else top)[key] = checked
     for section, changes in sections.items():
         top[section] = dataclasses.replace(getattr(settings, section), **changes)
+    if "controls" in sections:
+        _check_controls(top["controls"], sections["controls"])
     return dataclasses.replace(settings, **top)
+
+
+def _check_controls(controls: "Controls", changed: Mapping[str, Any]) -> None:
+    """One knob, one setting: two controls on one CC number would both move."""
+    owner: dict[int, str] = {}
+    for f in dataclasses.fields(controls):
+        cc = getattr(controls, f.name)
+        if isinstance(cc, bool) or not isinstance(cc, int) or cc < 0:
+            continue
+        if cc == 64:
+            raise ConfigError(f"controls.{f.name} = 64: CC 64 is the sustain pedal, which ends phrases; pick another")
+        if cc in owner:
+            a, b = (f.name, owner[cc]) if f.name in changed else (owner[cc], f.name)
+            raise ConfigError(f"controls.{a} = {cc} is already controls.{b}; give each control its own CC (-1 = none)")
+        owner[cc] = f.name
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -200,6 +223,16 @@ def _check(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
     if kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if kind == "key":
+        from player.steering import parse_key
+
+        try:
+            if not isinstance(value, str):
+                raise ValueError
+            parse_key(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be \"auto\", \"off\" or a key such as \"D minor\", got {value!r}") from None
         return value
     if kind == "choice":
         if value not in meta["choices"]:

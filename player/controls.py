@@ -6,6 +6,7 @@ A knob (CC value 0..127) maps to a setting:
     tempo         40 .. 240 BPM, linear (internal clock only)
     mode          0-42 call-response, 43-85 duet, 86-127 solo
     answer_bars   1 .. 16
+    key_strength  0 .. 7, linear (64 ~ 3.5, the default; 0 lets the model leave the key)
     panic         value >= 64: every note off, the model stops (and listens again)
     phrase_end    value >= 64: the phrase is over, answer now
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 TEMPERATURE_RANGE = (0.05, 2.0)
 TEMPO_RANGE = (40.0, 240.0)
+KEY_STRENGTH_RANGE = (0.0, 7.0)
 NOTE_TYPES = ("note_on", "note_off")
 THRU_TYPES = ("note_on", "note_off", "control_change", "pitchwheel", "aftertouch", "polytouch", "program_change")
 
@@ -41,6 +43,7 @@ class ControlMap:
     panic: int | None = None
     phrase_end: int | None = None
     sustain_ends_phrase: bool = True
+    key_strength: int | None = None
 
     @classmethod
     def from_settings(cls, controls) -> "ControlMap":
@@ -49,7 +52,7 @@ class ControlMap:
             return None if v is None or isinstance(v, bool) or int(v) < 0 else int(v)
 
         return cls(cc("temperature"), cc("tempo"), cc("mode"), cc("answer_bars"), cc("panic"),
-                   cc("phrase_end"), bool(getattr(controls, "sustain_ends_phrase", True)))
+                   cc("phrase_end"), bool(getattr(controls, "sustain_ends_phrase", True)), cc("key_strength"))
 
     def interpret(self, control: int, value: int) -> tuple[str, object] | None:
         """(setting, new value) for a CC, or None when the CC is not mapped."""
@@ -62,6 +65,9 @@ class ControlMap:
             return "tempo", round(lo + v * (hi - lo), 1)
         if control == self.mode:
             return "mode", MODES[min(int(value) * len(MODES) // 128, len(MODES) - 1)]
+        if control == self.key_strength:
+            lo, hi = KEY_STRENGTH_RANGE
+            return "key_strength", round(lo + v * (hi - lo), 2)
         if control == self.answer_bars:
             return "answer_bars", 1 + int(value) * 16 // 128
         if control == self.panic:
@@ -113,6 +119,8 @@ class InputRouter:
                 sch.silence()
         elif name == "answer_bars":
             cond.answer_bars = int(value)
+        elif name == "key_strength":
+            cond.set_key_strength(float(value))
         elif name == "panic":
             log.info("panic: all notes off")
             cond.panic(tick)

@@ -80,7 +80,7 @@ def render_file(settings, out_path: str, seed_file: str | None = None, beats: fl
     t0 = time.perf_counter()
     rendered = render(model, beats=beats, phrase=phrase, tempo=play.tempo, temperature=play.temperature,
                       top_p=play.top_p, seed=play.seed, phrase_gap=play.phrase_gap,
-                      channel=settings.midi.channel - 1)
+                      channel=settings.midi.channel - 1, key=play.key, key_strength=play.key_strength)
     program = settings.midi.program if settings.midi.program >= 0 else None
     write_render(out_path, rendered, include_seed, play.tempo, program)
     notes = sum(1 for tm in rendered.answer if tm.message.type == "note_on" and tm.message.velocity)
@@ -130,7 +130,7 @@ class Daemon:
         align = None if timebase.external else self._align
         cond = Conductor(engine, mode=play.mode, phrase_gap=play.phrase_gap, answer_bars=play.answer_bars,
                          beats_per_bar=play.beats_per_bar, sustain_ends_phrase=s.controls.sustain_ends_phrase,
-                         align=align)
+                         align=align, key=play.key, key_strength=play.key_strength)
         sch = Scheduler(cond, clock, timebase, PortInbox(clock, self.inp), _Sink(self), velocity_scale=play.velocity_scale,
                         send_clock=s.clock.send and not timebase.external, on_alive=self._alive)
         sch.handle = _Recorded(self, InputRouter(sch, ControlMap.from_settings(s.controls), thru=s.midi.thru,
@@ -149,6 +149,7 @@ class Daemon:
                 f"temperature {sch.engine.sampler.temperature:.2f}")
         if sch.timebase.external:
             text += " (external clock)"
+        text += f", {sch.conductor.describe_key()}"
         notify.status(text)
         return text
 
@@ -202,8 +203,9 @@ class Daemon:
         cond.beats_per_bar, cond.sustain_ends_phrase = new.play.beats_per_bar, new.controls.sustain_ends_phrase
         sch.handle.router.controls = ControlMap.from_settings(new.controls)
         cond.mode = new.play.mode
-        cond.phrase_notes = 0  # the new model has not heard the old phrase
+        cond._phrase_over()  # the new model has not heard the old phrase
         cond.begin(math.ceil(tick))
+        cond.set_key(new.play.key, new.play.key_strength)
         log.info("reloaded settings and model")
         notify.ready()
         self._status()

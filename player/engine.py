@@ -29,6 +29,7 @@ import mido
 import numpy as np
 
 from player import events as ev
+from player import keys
 from player.events import TimedMessage
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class Engine:
         self.history: list[tuple[str, int, int]] = []  # (origin, tick, token) when kept
         self._cps: list[_Checkpoint] = []
         self.steps = 0
+        self.key_bias: np.ndarray | None = None  # [V] added to the logits of what the model plays (keys.bias)
 
     # -- the stream -----------------------------------------------------------
 
@@ -253,7 +255,8 @@ class Engine:
             self.lead_in += 1
         else:
             allowed = self._normal if self._same_tick < MAX_TOKENS_PER_TICK else self._shift_only
-        tok = self.sampler.sample(self.logits, allowed)
+        logits = self.logits if self.key_bias is None else keys.lean(self.logits, self.key_bias)
+        tok = self.sampler.sample(logits, allowed)
         if is_shift(tok) and self.limit is not None and self.cursor + shift_ticks(tok) > self.limit:
             tok = ev.shift(self.limit - self.cursor)
         self._feed(tok, "model")

@@ -72,7 +72,7 @@ def phrase_events(mid: mido.MidiFile, tempo: float, channel: int = 0) -> list[tu
 
 def render(model, *, beats: float = 16.0, phrase: mido.MidiFile | None = None, tempo: float = 100.0,
            temperature: float = 1.0, top_p: float = 0.95, seed: int | None = None, phrase_gap: float = 1.0,
-           channel: int = 0, keep_history: bool = False) -> Rendered:
+           channel: int = 0, keep_history: bool = False, key: str = "off", key_strength: float = 0.0) -> Rendered:
     """Play `beats` beats: the answer to `phrase`, or a solo from START."""
     clock = SimClock(0.0)
     tb = TempoMap(tempo, 0.0)
@@ -81,7 +81,7 @@ def render(model, *, beats: float = 16.0, phrase: mido.MidiFile | None = None, t
     if phrase is not None and not any(m.type == "note_on" and m.velocity > 0 for _, _, m in events):
         raise ValueError("the seed phrase has no notes")
     mode = "call-response" if events else "solo"
-    cond = Conductor(engine, mode=mode, phrase_gap=phrase_gap)
+    cond = Conductor(engine, mode=mode, phrase_gap=phrase_gap, key=key, key_strength=key_strength)
     if events:
         cond.answer_beats = beats
     else:

@@ -7,6 +7,12 @@
     duet           the model plays on and on and hears the keyboard throughout.
     solo           the model plays on and on; the keyboard is not heard.
 
+Keys: with `key="auto"` the conductor tracks the key of what the keyboard plays
+(Krumhansl–Schmuckler, player.keys) and the engine's sampling leans to it with
+`key_strength`: the phrase's key for its answer, in a duet the key of the last
+few bars. A fixed key ("D minor") holds in every mode, solo too; "off" (or
+strength 0) leaves the model free.
+
 Ticks only (24 per beat). The Conductor drives an Engine; the scheduler calls
 `update` as time passes and asks `wants` before generating ahead.
 """
@@ -19,6 +25,7 @@ from typing import Callable
 
 import mido
 
+from player import keys
 from player.engine import Engine
 from player.events import TICKS_PER_BEAT
 
@@ -26,12 +33,24 @@ log = logging.getLogger(__name__)
 
 MODES = ("call-response", "duet", "solo")
 SUSTAIN = 64
+KEY_HALF_LIFE_BEATS = 16  # in a duet, a note counts half as much four bars later
+
+
+def parse_key(text: str) -> str | tuple[int, str] | None:
+    """A key setting: "auto", "off" (None), or a key name ("D minor") -> (tonic, mode)."""
+    t = text.strip().lower()
+    if t == "auto":
+        return "auto"
+    if t in ("off", "none", ""):
+        return None
+    return keys.parse(text)
 
 
 class Conductor:
     def __init__(self, engine: Engine, mode: str = "call-response", phrase_gap: float = 1.0,
                  answer_bars: int = 2, beats_per_bar: int = 4, sustain_ends_phrase: bool = True,
-                 align: Callable[[float, int], None] | None = None) -> None:
+                 align: Callable[[float, int], None] | None = None, key: str = "off",
+                 key_strength: float = 0.0) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.engine = engine
@@ -55,6 +74,10 @@ class Conductor:
         self.gap_end: float | None = None  # the moment (tick) the current answer's gap completed
         self.answers = 0  # answers finished or cut
         self.listeners: list[Callable[[str, int], None]] = []  # (event, tick): answer-start, answer-end
+        self.key_setting = parse_key(key)  # "auto", None, or (tonic, mode)
+        self.key_strength = float(key_strength)
+        self.key: tuple[int, str] | None = None  # the key the engine leans to now
+        self.tracker = keys.KeyTracker(half_life=KEY_HALF_LIFE_BEATS * TICKS_PER_BEAT)
 
     # -- lengths ----------------------------------------------------------------
 
@@ -71,11 +94,44 @@ class Conductor:
         for fn in self.listeners:
             fn(event, tick)
 
+    # -- keys ---------------------------------------------------------------------
+
+    def set_key(self, setting: str, strength: float | None = None) -> None:
+        """Change the key setting ("auto", "off", "D minor") and/or its strength, now."""
+        self.key_setting = parse_key(setting)
+        if strength is not None:
+            self.key_strength = float(strength)
+        self._lean(self.key if self.key_setting == "auto" else self.key_setting)
+
+    def set_key_strength(self, strength: float) -> None:
+        self.key_strength = float(strength)
+        self._lean(self.key)
+
+    def _lean(self, key: tuple[int, str] | None) -> None:
+        """Make the engine's sampling lean to `key` (None: no lean)."""
+        if key != self.key:
+            log.debug("key: %s", keys.name(key))
+        self.key = key
+        self.engine.key_bias = keys.bias(key, self.key_strength, int(self.engine.model.vocab_size))
+
+    def _follow(self, tick: float) -> None:
+        """key = "auto": lean to the key of what the keyboard has played (up to `tick`)."""
+        if self.key_setting == "auto":
+            key = self.tracker.estimate(tick)
+            if key is not None:
+                self._lean(key)
+
+    def _phrase_over(self) -> None:
+        self.phrase_notes = 0
+        self.tracker.reset()
+
     # -- the session --------------------------------------------------------------
 
     def begin(self, now_tick: float) -> None:
         tick = math.ceil(now_tick)
         self.engine.start(tick)
+        if self.key_setting != "auto":
+            self._lean(self.key_setting)
         if self.mode != "call-response":
             self._play(tick)
 
@@ -88,6 +144,7 @@ class Conductor:
         start = math.ceil(gap_end - 1e-9)
         if self.align is not None and start != gap_end:
             self.align(gap_end, start)
+        self._follow(gap_end)
         self.engine.play(start, until=start + self.answer_ticks, lead_in=True)
         self.state = "answer"
         self.answer_start, self.answer_end = start, start + self.answer_ticks
@@ -102,7 +159,7 @@ class Conductor:
         if self.state == "answer":
             if self.answer_start is not None and tick >= self.answer_start:
                 self.answers += 1
-                self.phrase_notes = 0
+                self._phrase_over()
                 self._emit("answer-end", int(tick))
             self.state = "listen"
 
@@ -115,9 +172,13 @@ class Conductor:
                 self._cut(tick)  # a planned answer is dropped, a sounding one ends now
             self.held.add(msg.note)
             self.phrase_notes += 1
+            self.tracker.note_on(msg.note, tick)
         else:
             self.held.discard(msg.note)
             self.last_release = tick
+            self.tracker.note_off(msg.note, tick)
+            if self.mode == "duet":
+                self._follow(tick)
         self.engine.hear(msg, tick)
 
     def sustain(self, value: int, tick: float) -> None:
@@ -142,7 +203,7 @@ class Conductor:
         if mode == "call-response":
             self._cut(tick)
             self.state = "listen"
-            self.phrase_notes = 0
+            self._phrase_over()
             return True
         if self.state != "play":
             self._cut(tick)
@@ -163,7 +224,7 @@ class Conductor:
         self._cut(tick)
         self.held.clear()
         self.pedal = False
-        self.phrase_notes = 0
+        self._phrase_over()
         if self.mode != "call-response":
             self._play(math.ceil(tick))
 
@@ -176,7 +237,7 @@ class Conductor:
         if self.state == "answer" and not eng.playing:
             self.state = "listen"
             self.answers += 1
-            self.phrase_notes = 0
+            self._phrase_over()
             self._emit("answer-end", eng.cursor)
         elif self.state == "play" and not eng.playing:
             self.state = "listen"  # a bounded solo/duet has ended
@@ -202,3 +263,9 @@ class Conductor:
 
     def describe(self) -> str:
         return self.mode
+
+    def describe_key(self) -> str:
+        if self.key_setting is None or self.key_strength <= 0:
+            return "key free"
+        what = "the phrase's key" if self.key_setting == "auto" else keys.name(self.key_setting)
+        return f"{what} ({self.key_strength:g})"

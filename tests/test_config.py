@@ -101,3 +101,12 @@ def test_parse_assignment():
     assert parse_assignment("midi.thru=true") == ("midi.thru", True)
     with pytest.raises(ConfigError):
         parse_assignment("tempo")
+
+
+def test_two_controls_on_one_cc_or_on_the_sustain_pedal_are_refused():
+    with pytest.raises(ConfigError, match=r"controls.phrase_end = 21 is already controls.temperature"):
+        override(Settings(), {"controls.phrase_end": 21})
+    with pytest.raises(ConfigError, match="CC 64 is the sustain pedal"):
+        override(Settings(), {"controls.panic": 64})
+    s = override(Settings(), {"controls.key_strength": -1, "controls.phrase_end": 26})  # a knob moved, freed first
+    assert s.controls.phrase_end == 26

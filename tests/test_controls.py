@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import mido
+import numpy as np
 import pytest
 
 from player import events as ev
+from player import keys
 from player.controls import ControlMap
 from tests.playerfakes import ScriptModel
 from tests.test_engine import MELODY, SPT, rig
@@ -65,6 +67,20 @@ def test_answer_bars_cc():
     assert sch.conductor.answer_bars == 3
     ends = [round((t - 10) / SPT) for t, m in sink.sent if m.type == "note_off" and m.note in (67, 69)]
     assert ends[-1] == 92 + 3 * 96
+
+
+def test_key_strength_cc():
+    m = ControlMap(key_strength=27)
+    assert m.interpret(27, 0) == ("key_strength", 0.0) and m.interpret(27, 127) == ("key_strength", 7.0)
+    sch, _ = rig(ScriptModel(MELODY), mode="solo", events=[(5 * SPT, cc(27, 127)), (20 * SPT, cc(27, 0))])
+    sch.conductor.set_key("D minor", 1.0)
+    sch.begin()
+    assert sch.conductor.key_strength == 1.0 and sch.engine.key_bias is not None
+    sch.run(until=10.0 + 10 * SPT)
+    assert sch.conductor.key_strength == 7.0
+    np.testing.assert_array_equal(sch.engine.key_bias, keys.bias((2, "minor"), 7.0, ev.VOCAB_SIZE))
+    sch.run(until=10.0 + 30 * SPT)
+    assert sch.conductor.key_strength == 0.0 and sch.engine.key_bias is None  # the model is free
 
 
 def test_panic_cc_ends_every_note_now():

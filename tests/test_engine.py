@@ -32,7 +32,7 @@ def rig(model, mode="solo", events=(), **kw):
     sink = ListSink(clock)
     sch = Scheduler(cond, clock, tb, inbox, sink, **kw)
     sch.handle = InputRouter(sch, ControlMap(temperature=21, tempo=22, mode=23, answer_bars=24, panic=25,
-                                             phrase_end=26))
+                                             phrase_end=26, key_strength=27))
     return sch, sink
 
 

@@ -1,0 +1,94 @@
+"""What the key lean costs the style: Bach's own continuations scored with and without it.
+
+    python bench/key_cost.py --model models/bach.cadenza [--strengths 0 1 2 3 4] [--phrase-beats 16]
+
+Each test chorale (the trainer's split; needs the `train` extra for the corpus) is
+cut after its first --phrase-beats beats: the opening is "the phrase", its
+Krumhansl–Schmuckler key is what the player would lean to (`play.key = "auto"`),
+and the rest is Bach's continuation. The model steps through the whole piece
+(state carried, as when it has heard the phrase); every token of the
+continuation is scored under the model's distribution with the lean applied
+as the player applies it (player.keys.lean) and renormalized. A lean that only removed wrong notes would
+lower the NLL; one that fights the style raises it.
+
+Also reported: how often Bach's continuation is itself in the opening's key by the
+same estimate (what the steering bench asks of the model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from player import events as ev  # noqa: E402
+from player import keys  # noqa: E402
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max()
+    return z - np.log(np.exp(z).sum())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="models/bach.cadenza")
+    ap.add_argument("--strengths", type=float, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--phrase-beats", type=float, default=16)
+    args = ap.parse_args(argv)
+    from player.runtime import open_model
+    from train.config import TrainConfig
+    from train.corpus import splits_for
+
+    model = open_model(args.model)
+    _train, _val, test = splits_for(TrainConfig())
+    cut = int(args.phrase_beats * ev.TICKS_PER_BEAT)
+    nll = {s: 0.0 for s in args.strengths}
+    nll_on = {s: 0.0 for s in args.strengths}
+    count = count_on = pieces = bach_in_key = 0
+    logits = np.empty(model.vocab_size, np.float32)
+    for piece in test:
+        toks = np.asarray(piece.tokens)
+        notes = ev.decode_notes(toks)
+        key = keys.estimate([n for n in notes if n.start < cut])
+        rest = [n for n in notes if n.start >= cut]
+        if key is None or len(rest) < 8:
+            continue
+        pieces += 1
+        bach_in_key += int(keys.estimate(rest) == key)
+        biases = {s: keys.bias(key, s, model.vocab_size) for s in args.strengths}
+        model.reset()
+        tick = 0
+        for prev, nxt in zip(toks[:-1], toks[1:]):
+            model.step(int(prev), out=logits)
+            if ev.SHIFT_BASE <= prev < ev.VELOCITY_BASE:
+                tick += int(prev) - ev.SHIFT_BASE + 1
+            if tick < cut:
+                continue
+            is_on = bool(ev.NOTE_ON_BASE <= nxt < ev.NOTE_OFF_BASE)
+            count += 1
+            count_on += is_on
+            for s, b in biases.items():
+                lp = -float(log_softmax(logits if b is None else keys.lean(logits, b))[int(nxt)])
+                nll[s] += lp
+                if is_on:
+                    nll_on[s] += lp
+    rows = [{"strength": s, "nll": round(nll[s] / count, 4), "note_on_nll": round(nll_on[s] / count_on, 4)}
+            for s in args.strengths]
+    result = {"model": args.model, "pieces": pieces, "tokens": count, "note_on_tokens": count_on,
+              "phrase_beats": args.phrase_beats, "bach_continuation_in_opening_key": f"{bach_in_key}/{pieces}",
+              "rows": rows}
+    out = Path(__file__).resolve().parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / "key_cost.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
