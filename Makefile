@@ -42,6 +42,7 @@ clean:
 PREFIX ?= /opt/cadenza
 SYSCONFDIR ?= /etc/cadenza
 UNITDIR ?= /etc/systemd/system
+UDEVDIR ?= /etc/udev/rules.d
 SYSTEMCTL ?= systemctl
 # On 32-bit Pi OS use PI_EXTRA=pi32 (tflite-runtime with numpy < 2; see README).
 PI_EXTRA ?= pi
@@ -56,6 +57,10 @@ install:
 	install -m 0644 README.md $(DESTDIR)$(PREFIX)/README.md
 	sed 's|/opt/cadenza|$(PREFIX)|g' systemd/cadenza.service > $(DESTDIR)$(UNITDIR)/cadenza.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cadenza.service
+	install -d $(DESTDIR)$(UDEVDIR)
+	install -m 0644 systemd/60-cadenza-cpu-dma-latency.rules $(DESTDIR)$(UDEVDIR)/60-cadenza-cpu-dma-latency.rules
+	-@if [ -z "$(DESTDIR)" ] && command -v udevadm >/dev/null; then \
+	  udevadm control --reload && udevadm trigger --subsystem-match=misc --sysname-match=cpu_dma_latency; fi
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/config.toml ]; then \
 	  echo "keeping your $(SYSCONFDIR)/config.toml"; \
 	else install -m 0644 examples/config.toml $(DESTDIR)$(SYSCONFDIR)/config.toml; fi
@@ -66,7 +71,7 @@ install:
 uninstall:
 	@if [ "$$(id -u)" != 0 ] && [ -z "$(DESTDIR)" ]; then echo "make uninstall: run it as root (sudo make uninstall)"; exit 1; fi
 	-@if [ -z "$(DESTDIR)" ]; then $(SYSTEMCTL) disable --now cadenza.service; fi
-	rm -f $(DESTDIR)$(UNITDIR)/cadenza.service
+	rm -f $(DESTDIR)$(UNITDIR)/cadenza.service $(DESTDIR)$(UDEVDIR)/60-cadenza-cpu-dma-latency.rules
 	rm -rf $(DESTDIR)$(PREFIX)
 	-@if [ -z "$(DESTDIR)" ]; then $(SYSTEMCTL) daemon-reload; fi
 	@echo "kept $(SYSCONFDIR)/config.toml (delete it by hand if you want it gone)"

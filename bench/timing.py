@@ -4,6 +4,7 @@
     python bench/timing.py --notes 2000 --busy           # with a process spinning on the other core
     python bench/timing.py --notes 2000 --spin 0         # no spinning before a deadline
     python bench/timing.py --notes 2000 --bare           # baseline: a bare sleep-until loop, no engine
+    python bench/timing.py --notes 2000 --cpu-dma-latency 0   # CPUs kept out of deep idle (PM QoS)
 
 The player's real scheduler (RealClock, TempoMap, Engine, Scheduler, SCHED_FIFO when
 allowed) sends to a virtual JACK output (player.ports.OutputPort) on a private JACK
@@ -133,11 +134,18 @@ def main(argv=None) -> int:
     ap.add_argument("--jack-no-rt", action="store_true", help="jackd without real-time scheduling")
     ap.add_argument("--watch", type=float, default=None,
                     help="the output port's reconnect check interval in s (default: ports.py's)")
+    ap.add_argument("--cpu-dma-latency", type=int, default=-1, metavar="US",
+                    help="hold the CPUs' wake-up latency under US µs during the run, as the player's "
+                         "cpu_dma_latency setting does (system-wide: jackd and the receiver too); -1 = not")
     args = ap.parse_args(argv)
+    from player.daemon import hold_wakeup_latency
     from player.ports import OutputPort, open_backend
     from player.runtime import open_model
 
     name = args.name or ("bare" if args.bare else f"timing-spin{args.spin * 1e3:g}ms") + ("-busy" if args.busy else "-idle")
+    if args.cpu_dma_latency >= 0:
+        name += f"-pmqos{args.cpu_dma_latency}"
+    pm_qos = hold_wakeup_latency(args.cpu_dma_latency) if args.cpu_dma_latency >= 0 else None
     model = None if args.bare else (open_model(args.model) if args.model else default_model())
     with jackrig.jack(args.period, realtime=not args.jack_no_rt):
         rt = set_realtime()  # before the port's threads, so they inherit it (as the daemon does)
@@ -165,7 +173,8 @@ def main(argv=None) -> int:
               "sched_fifo": rt, "jack_period": args.period, "jackd_realtime": not args.jack_no_rt, "tempo": args.tempo, "every_ticks": args.every,
               "spin_ms": args.spin * 1e3, "busy": args.busy, "bare": args.bare, "watch_s": args.watch,
               "note_on_ms": jackrig.stats_ms(on_errors), "all_note_msgs_ms": jackrig.stats_ms(errors),
-              "note_on_at_send_ms": jackrig.stats_ms(at_send), "load_avg": open("/proc/loadavg").read().split()[0]}
+              "note_on_at_send_ms": jackrig.stats_ms(at_send), "load_avg": open("/proc/loadavg").read().split()[0],
+              "cpu_dma_latency_us": args.cpu_dma_latency if pm_qos is not None else None}
     jackrig.save(name, result)
     return 0
 

@@ -110,6 +110,9 @@ class Log:
 class Settings:
     model: str = _f("", "str")  # "" = the bundle shipped with the player
     num_threads: int = _f(1, "int", 1, 64)  # one core inferring leaves the others to MIDI and the OS
+    # µs of CPU wake-up latency to hold while playing (PM QoS, /dev/cpu_dma_latency); -1 = leave the system
+    # alone. 0 keeps idle CPUs polling: tighter timing where they would sleep deeply, at the cost of power.
+    cpu_dma_latency: int = _f(-1, "int", -1, 10_000_000)
     midi: Midi = field(default_factory=Midi)
     play: Play = field(default_factory=Play)
     clock: Clock = field(default_factory=Clock)

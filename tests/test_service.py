@@ -7,6 +7,7 @@ the synth on the player's virtual output.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -37,9 +38,12 @@ def bundle():
 def test_service_notifies_plays_and_stops_clean(jack_server, bundle, tmp_path):
     assert CADENZA_PLAY.exists()
     cfg = write_config(tmp_path, bundle, client="svc", mode="solo", tempo=120.0)
+    cfg.write_text("cpu_dma_latency = 0\n" + cfg.read_text())
     with NotifySocket() as sd, Player(cfg, notify=sd, watchdog_usec=WATCHDOG_USEC) as player:
         t_ready = sd.wait_for("READY", "1", timeout=60)
         assert t_ready is not None, player.log()[-3000:]
+        fds = os.listdir(f"/proc/{player.proc.pid}/fd")
+        holds = [f for f in fds if os.path.realpath(f"/proc/{player.proc.pid}/fd/{f}") == "/dev/cpu_dma_latency"]
         synth = JackReceiver(source="svc:out", client="svc-synth")
         try:
             time.sleep(4.0)
@@ -56,6 +60,9 @@ def test_service_notifies_plays_and_stops_clean(jack_server, bundle, tmp_path):
     assert rc == 0, log[-3000:]
     assert t_exit - t_term < 5, "SIGTERM must stop the player promptly"
     assert "Traceback" not in log
+    # The wake-up latency request is held while playing where permitted, else one line says why not.
+    held, refused = log.count("CPU wake-up latency held at 0 µs"), log.count("cannot hold CPU wake-up latency")
+    assert (held, refused, len(holds)) in ((1, 0, 1), (0, 1, 0)), (held, refused, holds)
 
     # READY=1 once, carrying the status; STATUS= says mode, tempo and temperature.
     assert len(sd.times("READY", "1")) == 1

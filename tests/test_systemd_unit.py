@@ -48,7 +48,7 @@ def test_unit_declares_the_service_contract():
     assert int(k["WatchdogSec"][0]) > 0
     assert k["StartLimitBurst"] and k["StartLimitIntervalSec"]
     assert k["DynamicUser"] == ["yes"] and "audio" in k["SupplementaryGroups"][0]
-    assert k["DeviceAllow"] == ["char-alsa rw"] and k["DevicePolicy"] == ["closed"]
+    assert k["DeviceAllow"] == ["char-alsa rw", "/dev/cpu_dma_latency w"] and k["DevicePolicy"] == ["closed"]
     assert int(k["LimitRTPRIO"][0]) > 0
     assert "/etc/cadenza/config.toml" in k["ExecStart"][0]
 
@@ -92,6 +92,8 @@ def test_install_into_a_staging_root(tmp_path):
     unit = (dest / "etc/systemd/system/cadenza.service").read_text()
     assert "ExecStart=/opt/cadenza/venv/bin/cadenza-play" in unit
     assert (cfg_dir / "config.toml").read_text() == "# mine\n"  # never overwritten
+    rule = (dest / "etc/udev/rules.d/60-cadenza-cpu-dma-latency.rules").read_text()
+    assert 'KERNEL=="cpu_dma_latency", GROUP="audio"' in rule
     py = dest / "opt/cadenza/venv/bin/python"
     probe = subprocess.run(
         [str(py), "-c", "import importlib.util as u; print([m for m in ('tensorflow','keras','music21') if u.find_spec(m)])"],
