@@ -21,9 +21,11 @@ from typing import Callable
 
 import mido
 
+from player.logutil import Throttle
 from player.steering import MODES, SUSTAIN
 
 log = logging.getLogger(__name__)
+QUIET = Throttle(log)  # a CC storm must not write a line per message
 
 TEMPERATURE_RANGE = (0.05, 2.0)
 TEMPO_RANGE = (40.0, 240.0)
@@ -111,7 +113,7 @@ class InputRouter:
             sch.engine.sampler.temperature = float(value)
         elif name == "tempo":
             if sch.timebase.external:
-                log.info("tempo CC ignored: following an external clock")
+                QUIET.info("tempo-ignored", "tempo CC ignored: following an external clock")
                 return
             sch.timebase.set_tempo(float(value), t)
         elif name == "mode":
@@ -122,7 +124,7 @@ class InputRouter:
         elif name == "key_strength":
             cond.set_key_strength(float(value))
         elif name == "panic":
-            log.info("panic: all notes off")
+            QUIET.info("panic", "panic: all notes off")
             cond.panic(tick)
             sch.silence()
         elif name == "phrase_end":

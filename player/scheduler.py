@@ -21,8 +21,10 @@ from typing import Callable, Iterable
 import mido
 
 from player.events import TimedMessage
+from player.logutil import Throttle
 
 log = logging.getLogger(__name__)
+QUIET = Throttle(log)  # Start/Stop bytes in a flood of input
 
 CLOCK_TYPES = ("clock", "start", "stop", "continue", "songpos")
 
@@ -263,14 +265,14 @@ class Scheduler:
             for tm in eng.pop_due(float("inf")):
                 self._send(tm, t)
             self.sink.all_notes_off()
-            log.info("external clock: stop")
+            QUIET.info("transport", "external clock: stop")
         elif event == "start":
             tb.base = int(eng.cursor)
             cond.resume(tb.base)
-            log.info("external clock: start")
+            QUIET.info("transport", "external clock: start")
         elif event == "continue":
             cond.resume(max(eng.cursor, tb.tick + 1))
-            log.info("external clock: continue")
+            QUIET.info("transport", "external clock: continue")
 
     def run(self, until: float | None = None, done: Callable[[], bool] | None = None) -> None:
         """Loop until stop(), the clock reaches `until`, or done() says so."""

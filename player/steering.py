@@ -27,9 +27,11 @@ import mido
 
 from player import keys
 from player.engine import Engine
+from player.logutil import Throttle
 from player.events import TICKS_PER_BEAT
 
 log = logging.getLogger(__name__)
+QUIET = Throttle(log)  # a mode knob swept back and forth changes mode many times a second
 
 MODES = ("call-response", "duet", "solo")
 SUSTAIN = 64
@@ -199,7 +201,7 @@ class Conductor:
         if mode not in MODES or mode == self.mode:
             return False
         old, self.mode = self.mode, mode
-        log.info("mode %s -> %s", old, mode)
+        QUIET.info("mode", "mode %s -> %s", old, mode)
         if mode == "call-response":
             self._cut(tick)
             self.state = "listen"
