@@ -23,17 +23,24 @@ class RealtimeJackServer(JackServer):
     """The tests' server, but with jackd's process thread at real-time priority (as on a Pi with
     the audio group's rtprio limit): without it, on a loaded machine, JACK's own cycle is late."""
 
+    realtime = True
+    port_max: int | None = None  # jackd's --port-max; None = its default
+
     def command(self) -> list[str]:
         cmd = super().command()
-        return [c for c in cmd if c != "--no-realtime"][:1] + ["-R", "-P", "70"] + \
-            [c for c in cmd if c != "--no-realtime"][1:]
+        if self.realtime:
+            cmd = [c for c in cmd if c != "--no-realtime"][:1] + ["-R", "-P", "70"] + \
+                [c for c in cmd if c != "--no-realtime"][1:]
+        if self.port_max is not None:
+            cmd = cmd[:1] + ["--port-max", str(self.port_max)] + cmd[1:]
+        return cmd
 
 
 @contextlib.contextmanager
-def jack(period: int = 16, realtime: bool = True):
+def jack(period: int = 16, realtime: bool = True, port_max: int | None = None):
     OUT.mkdir(parents=True, exist_ok=True)
-    cls = RealtimeJackServer if realtime else JackServer
-    server = cls(f"cadenza-bench-{os.getpid()}", period=period, log_dir=str(OUT))
+    server = RealtimeJackServer(f"cadenza-bench-{os.getpid()}", period=period, log_dir=str(OUT))
+    server.realtime, server.port_max = realtime, port_max
     os.environ.update(jack_env(server.name))
     server.start()
     try:

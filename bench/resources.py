@@ -38,6 +38,12 @@ def mem_kb(pid: int) -> dict:
         if line.startswith(("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem")):
             k, v = line.split(":")
             out[k] = int(v.split()[0])
+    # PSS: each shared page counted once across the processes that map it (JACK's segments are
+    # mapped by jackd and every client; libraries by every Python process).
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Pss:", "Pss_Anon:", "Pss_File:", "Pss_Shmem:")):
+            k, v = line.split(":")
+            out[k] = int(v.split()[0])
     return out
 
 
@@ -47,12 +53,14 @@ def main(argv=None) -> int:
     ap.add_argument("--tempo", type=float, default=100.0)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--period", type=int, default=16, help="JACK period in frames")
+    ap.add_argument("--port-max", type=int, default=None,
+                    help="jackd --port-max (its shared memory, mapped by every client, grows with it)")
     args = ap.parse_args(argv)
     if args.model is None:
         default_model()  # makes the tiny test bundle once
     model = args.model or "/tmp/cadenza-bench-tiny.cadenza"
     sock_path = str(jackrig.OUT / f"notify-{os.getpid()}")
-    with jackrig.jack(args.period):
+    with jackrig.jack(args.period, port_max=args.port_max):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         if os.path.exists(sock_path):
             os.unlink(sock_path)
@@ -83,9 +91,11 @@ def main(argv=None) -> int:
               "peak_rss_mb": round(mem.get("VmHWM", 0) / 1024, 1),
               "rss_anon_mb": round(mem.get("RssAnon", 0) / 1024, 1), "rss_file_mb": round(mem.get("RssFile", 0) / 1024, 1),
               "rss_shmem_mb": round(mem.get("RssShmem", 0) / 1024, 1), "jack_period": args.period,
+              "jack_port_max": args.port_max, "pss_mb": round(mem.get("Pss", 0) / 1024, 1),
+              "pss_shmem_mb": round(mem.get("Pss_Shmem", 0) / 1024, 1),
               "cpu_percent_of_a_core": round(100 * (c1 - c0) / (w1 - w0), 2),
               "notes_per_s": round(ons / args.seconds, 2), "exit_code": proc.returncode}
-    jackrig.save(f"resources-p{args.period}", result)
+    jackrig.save(f"resources-p{args.period}" + (f"-ports{args.port_max}" if args.port_max else ""), result)
     return 0
 
 

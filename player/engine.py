@@ -242,6 +242,13 @@ class Engine:
         self.limit = until
         self.lead_in = 0 if lead_in else -1
 
+    def catch_up(self, tick: int) -> None:
+        """Playing, with the stream behind `tick` (a rollback for the keyboard): what it would still
+        plan there could only go out late, so the model hears the silence that really sounded up to
+        `tick` (its unsent notes there were dropped) and plays on from the present."""
+        if self.playing and self.lead_in < 0 and self.cursor < tick and (self.limit is None or tick < self.limit):
+            self._move_to(int(tick), "rest", checkpoint=True)
+
     def generate(self) -> int | None:
         """Sample and play one token; None when not playing (or the answer has ended)."""
         if not self.playing:

@@ -15,6 +15,7 @@ scripted events) are objects, so tests and --render run this very loop.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 from typing import Callable, Iterable
 
@@ -228,6 +229,7 @@ class Scheduler:
         if self._heard_wake is not None and self._heard_wake <= now:
             self._heard_wake = None  # this update hands it over
         cond.update(tb.tick_at(now), tb.tick_at(now + self.lookahead))
+        eng.catch_up(math.ceil(tb.tick_at(now)))  # after a rollback: no note planned in the past
         self.send_due()
         while True:  # generate ahead, never into a send's margin
             now = clock.now()
