@@ -69,6 +69,7 @@ class DrumMachine:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+        self.port.close()
 
 
 def on_pulse_share(note_times: list[float], pulses: list[float], within: float) -> float:

@@ -96,7 +96,7 @@ def test_ready_watchdog_sigterm_leaves_nothing_sounding(jack_server, bundle, tmp
             assert "STOPPING=1" in ns.read(until="STOPPING=1", timeout=1)
             time.sleep(0.1)
             msgs = rx.messages()
-            assert sounding_after(msgs) == set()
+            assert sounding_after(msgs) == set(), (msgs[-12:], err[-3000:])
             # the program change went out before the first note, and every note on the configured channel
             first = msgs.index(notes(msgs)[0])
             assert [m.program for m in msgs[:first] if m.type == "program_change"] == [19]
