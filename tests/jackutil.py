@@ -178,6 +178,19 @@ class JackReceiver:
         with self._cond:
             return self._cond.wait_for(lambda: len(self.events) >= count, timeout)
 
+    def settle(self, quiet: float = 0.3, timeout: float = 5.0) -> None:
+        """Until nothing has arrived for `quiet` seconds (at most `timeout`): a sender's last messages
+        are through the JACK graph and this process's client (late on a loaded machine)."""
+        end = time.monotonic() + timeout
+        seen = -1
+        while time.monotonic() < end:
+            with self._cond:
+                n = len(self.events)
+            if n == seen:
+                return
+            seen = n
+            time.sleep(quiet)
+
     def clear(self) -> None:
         with self._cond:
             self.events.clear()

@@ -94,7 +94,7 @@ def test_ready_watchdog_sigterm_leaves_nothing_sounding(jack_server, bundle, tmp
             _, err = proc.communicate(timeout=10)
             assert proc.returncode == 0, err
             assert "STOPPING=1" in ns.read(until="STOPPING=1", timeout=1)
-            time.sleep(0.1)
+            rx.settle()  # the stop's last messages, however late this process's client runs
             msgs = rx.messages()
             assert sounding_after(msgs) == set(), (msgs[-12:], err[-3000:])
             # the program change went out before the first note, and every note on the configured channel
@@ -135,7 +135,7 @@ def test_synth_vanishes_and_returns(jack_server, bundle, tmp_path):
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=10)
         assert proc.returncode == 0
-        time.sleep(0.1)
+        rx.settle()  # the stop's last messages, however late this process's client runs
         assert sounding_after(rx.messages()) == set()
     finally:
         if proc.poll() is None:

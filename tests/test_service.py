@@ -52,7 +52,7 @@ def test_service_notifies_plays_and_stops_clean(jack_server, bundle, tmp_path):
             player.send_signal(signal.SIGTERM)
             rc = player.proc.wait(timeout=15)
             t_exit = time.monotonic()
-            time.sleep(0.3)  # the last messages through the JACK graph
+            synth.settle()  # the last messages through the JACK graph
             events = list(synth.events)
         finally:
             synth.close()
