@@ -16,7 +16,6 @@ import os
 import signal
 import struct
 import time
-from pathlib import Path
 
 import mido
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a private JACK server for the tests that need real MIDI ports."""
+"""Shared fixtures: a private JACK server for the tests that need real MIDI ports; the tiny real bundle."""
 
 from __future__ import annotations
 
@@ -29,3 +29,12 @@ def jack_server(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    """The tiny converted bundle (`convert.testing.converted`, made once per process)."""
+    pytest.importorskip("tensorflow")
+    from convert.testing import converted
+
+    return converted().bundle

@@ -57,14 +57,6 @@ def test_render_only_flags_need_render(tmp_path):
     assert "--render" in one_line_exit_2(cli("--beats", "4"))
 
 
-@pytest.fixture(scope="module")
-def bundle():
-    pytest.importorskip("tensorflow")
-    from convert.testing import converted
-
-    return converted().bundle
-
-
 @pytest.mark.jack
 def test_missing_port_lists_what_there_is(jack_server, bundle):
     from tests.jackutil import JackReceiver

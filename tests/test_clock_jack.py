@@ -21,14 +21,6 @@ pytestmark = [pytest.mark.jack, pytest.mark.slow]
 CLOCK, START, STOP = 0xF8, 0xFA, 0xFC
 
 
-@pytest.fixture(scope="module")
-def bundle():
-    pytest.importorskip("tensorflow")
-    from convert.testing import converted
-
-    return converted().bundle
-
-
 class DrumMachine:
     """Clock pulses from a thread at absolute deadlines; keeps the monotonic time of each pulse sent."""
 

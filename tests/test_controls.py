@@ -11,7 +11,7 @@ from player import keys
 from player.controls import ControlMap
 from tests.playerfakes import ScriptModel
 from tests.test_engine import MELODY, SPT, rig
-from tests.test_steering import ANSWER, cc, off, on, phrase
+from tests.test_steering import ANSWER, cc, phrase
 
 
 def run(mode, events, until_ticks, model=None, **kw):

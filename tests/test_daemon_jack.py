@@ -19,14 +19,6 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.jack
 
 
-@pytest.fixture(scope="module")
-def bundle():
-    pytest.importorskip("tensorflow")
-    from convert.testing import converted
-
-    return converted().bundle
-
-
 class Notify:
     """A systemd notify socket: collects what the daemon says."""
 

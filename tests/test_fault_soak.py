@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.soak import SPT, simulate
+from bench.soak import simulate
 from player import events as ev
 
 pytest.importorskip("tensorflow")

@@ -6,7 +6,7 @@ import logging
 
 from player.logutil import Throttle
 from tests.playerfakes import ScriptModel
-from tests.test_engine import MELODY, SPT, rig
+from tests.test_engine import MELODY, rig
 from tests.test_steering import cc
 
 

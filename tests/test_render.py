@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import mido
-import pytest
 
 from player import events as ev
 from player.render import render
@@ -46,14 +45,6 @@ def test_answer_only_or_with_the_phrase(tmp_path):
     both = r.messages(include_seed=True)
     assert [tm.message.note for tm in both[:2]] == [60, 60] or both[0].message.note == 60
     assert len(both) == len(answer) + 18
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    pytest.importorskip("tensorflow")
-    from convert.testing import converted
-
-    return converted().bundle
 
 
 def cli(*args):

@@ -18,7 +18,6 @@ from tests.daemonutil import CADENZA_PLAY, NotifySocket, Player, sounding_after,
 from tests.jackutil import JackReceiver
 
 pytest.importorskip("tensorflow")
-from convert.testing import converted  # noqa: E402
 
 WATCHDOG_USEC = 2_000_000  # pings due every second (half of it)
 SLACK_S = 0.75  # a loaded two-core machine delays a ping now and then; systemd would wait 2 s
@@ -26,11 +25,6 @@ SLACK_S = 0.75  # a loaded two-core machine delays a ping now and then; systemd 
 
 def notes_of(events) -> list:
     return [d for _, d in events if len(d) == 3 and d[0] & 0xF0 == 0x90 and d[2] > 0]
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return converted().bundle
 
 
 @pytest.mark.jack

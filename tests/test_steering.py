@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mido
-import pytest
 
 from player import events as ev
 from tests.playerfakes import ScriptModel
