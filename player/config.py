@@ -228,12 +228,12 @@ def _check(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
     if kind == "key":
-        from player.steering import parse_key
+        from player.keys import parse_setting
 
         try:
             if not isinstance(value, str):
                 raise ValueError
-            parse_key(value)
+            parse_setting(value)
         except ValueError:
             raise ConfigError(f"{key} must be \"auto\", \"off\" or a key such as \"D minor\", got {value!r}") from None
         return value

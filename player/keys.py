@@ -65,6 +65,16 @@ def parse(text: str) -> tuple[int, str]:
     return _SPELLINGS[words[0].lower()], mode
 
 
+def parse_setting(text: str) -> str | tuple[int, str] | None:
+    """The player's key setting: "auto", "off" (None), or a key name ("D minor") -> (tonic, mode)."""
+    t = text.strip().lower()
+    if t == "auto":
+        return "auto"
+    if t in ("off", "none", ""):
+        return None
+    return parse(text)
+
+
 def profile(key: tuple[int, str]) -> np.ndarray:
     """[12] the key's probe-tone profile, indexed by pitch class."""
     tonic, mode = key

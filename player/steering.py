@@ -38,16 +38,6 @@ SUSTAIN = 64
 KEY_HALF_LIFE_BEATS = 16  # in a duet, a note counts half as much four bars later
 
 
-def parse_key(text: str) -> str | tuple[int, str] | None:
-    """A key setting: "auto", "off" (None), or a key name ("D minor") -> (tonic, mode)."""
-    t = text.strip().lower()
-    if t == "auto":
-        return "auto"
-    if t in ("off", "none", ""):
-        return None
-    return keys.parse(text)
-
-
 class Conductor:
     def __init__(self, engine: Engine, mode: str = "call-response", phrase_gap: float = 1.0,
                  answer_bars: int = 2, beats_per_bar: int = 4, sustain_ends_phrase: bool = True,
@@ -76,7 +66,7 @@ class Conductor:
         self.gap_end: float | None = None  # the moment (tick) the current answer's gap completed
         self.answers = 0  # answers finished or cut
         self.listeners: list[Callable[[str, int], None]] = []  # (event, tick): answer-start, answer-end
-        self.key_setting = parse_key(key)  # "auto", None, or (tonic, mode)
+        self.key_setting = keys.parse_setting(key)  # "auto", None, or (tonic, mode)
         self.key_strength = float(key_strength)
         self.key: tuple[int, str] | None = None  # the key the engine leans to now
         self.tracker = keys.KeyTracker(half_life=KEY_HALF_LIFE_BEATS * TICKS_PER_BEAT)
@@ -100,7 +90,7 @@ class Conductor:
 
     def set_key(self, setting: str, strength: float | None = None) -> None:
         """Change the key setting ("auto", "off", "D minor") and/or its strength, now."""
-        self.key_setting = parse_key(setting)
+        self.key_setting = keys.parse_setting(setting)
         if strength is not None:
             self.key_strength = float(strength)
         self._lean(self.key if self.key_setting == "auto" else self.key_setting)

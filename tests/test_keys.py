@@ -13,7 +13,6 @@ from player import events as ev
 from player import keys
 from player.config import ConfigError, Settings, override
 from player.sampling import Sampler
-from player.steering import parse_key
 from tests.playerfakes import ScriptModel
 from tests.test_engine import SPT, rig
 
@@ -47,7 +46,8 @@ def test_bad_key_names(text):
 def test_key_settings_in_config_and_their_errors():
     assert override(Settings(), {"play.key": "D minor"}).play.key == "D minor"
     assert Settings().play.key == "auto" and Settings().play.key_strength > 0
-    assert parse_key("auto") == "auto" and parse_key("off") is None and parse_key("G minor") == (7, "minor")
+    assert keys.parse_setting("auto") == "auto" and keys.parse_setting("off") is None
+    assert keys.parse_setting("G minor") == (7, "minor")
     with pytest.raises(ConfigError, match="play.key must be"):
         override(Settings(), {"play.key": "H major"})
     with pytest.raises(ConfigError, match="play.key must be"):
