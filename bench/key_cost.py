@@ -26,13 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from convert.reference import log_softmax  # noqa: E402
 from player import events as ev  # noqa: E402
 from player import keys  # noqa: E402
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max()
-    return z - np.log(np.exp(z).sum())
 
 
 def main(argv=None) -> int:
