@@ -126,7 +126,35 @@ def _find(names: list[str], query: str) -> int:
     return matches[0]
 
 
-class JackReceiver:
+class _JackClient:
+    """An rtmidi JACK port of this process: virtual ("<client>:<kind>") or connected by name; closes once."""
+
+    def _open(self, rt, target: str | None, kind: str) -> None:
+        self._rt = rt
+        if target is None:
+            rt.open_virtual_port(kind)
+        else:
+            rt.open_port(_find(rt.get_ports(), target), kind)
+            time.sleep(0.05)  # a new JACK connection carries data after a cycle or two
+
+    def _before_close(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._rt is not None:
+            self._before_close()
+            self._rt.close_port()
+            self._rt.delete()
+            self._rt = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class JackReceiver(_JackClient):
     """A synth stand-in: a JACK MIDI input that stamps what arrives (time.monotonic_ns()).
 
     source=None opens a virtual port "<client>:in" for others to connect to;
@@ -146,13 +174,9 @@ class JackReceiver:
 
         self.events: list[tuple[int, list[int]]] = []
         self._cond = threading.Condition()
-        self._rt = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=client, queue_size_limit=16384)
-        self._rt.ignore_types(sysex=True, timing=False, active_sense=True)
-        if source is None:
-            self._rt.open_virtual_port("in")
-        else:
-            self._rt.open_port(_find(self._rt.get_ports(), source), "in")
-            time.sleep(0.05)  # a new JACK connection carries data after a cycle or two
+        rt = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=client, queue_size_limit=16384)
+        rt.ignore_types(sysex=True, timing=False, active_sense=True)
+        self._open(rt, source, "in")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="jack-receiver", daemon=True)
         self._thread.start()
@@ -195,46 +219,20 @@ class JackReceiver:
         with self._cond:
             self.events.clear()
 
-    def close(self) -> None:
-        if self._rt is not None:
-            self._stop.set()
-            self._thread.join()
-            self._rt.close_port()
-            self._rt.delete()
-            self._rt = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def _before_close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
-class JackSender:
+class JackSender(_JackClient):
     """A keyboard stand-in: a JACK MIDI output, virtual ("<client>:out") or connected to `target`."""
 
     def __init__(self, target: str | None = None, client: str = "keys"):
         import rtmidi
 
-        self._rt = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=client)
-        if target is None:
-            self._rt.open_virtual_port("out")
-        else:
-            self._rt.open_port(_find(self._rt.get_ports(), target), "out")
-            time.sleep(0.05)
+        self._open(rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=client), target, "out")
 
     def send(self, data) -> None:
         """Raw bytes (any list of ints, valid MIDI or not) or a mido message."""
         self._rt.send_message(data.bytes() if isinstance(data, mido.Message) else list(data))
 
-    def close(self) -> None:
-        if self._rt is not None:
-            self._rt.close_port()
-            self._rt.delete()
-            self._rt = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
