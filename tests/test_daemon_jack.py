@@ -44,11 +44,15 @@ class Notify:
         self.sock.close()
 
 
-def start(bundle, notify: Notify, *extra, env=None):
+def start(bundle, notify: Notify, *extra, mode="solo", tempo=240, seed=1, input="none", env=None):
+    """`python -m player` on JACK with the tiny bundle; tempo/seed None leave them to the config."""
     e = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="400000", WATCHDOG_PID="", **(env or {}))
-    return subprocess.Popen([sys.executable, "-m", "player", "--backend", "jack", "--model", str(bundle),
-                             "--mode", "solo", "--tempo", "240", "--seed", "1", "--input", "none", *extra],
-                            cwd=REPO, env=e, stderr=subprocess.PIPE, text=True)
+    args = ["--mode", mode, "--input", input]
+    for flag, value in (("--tempo", tempo), ("--seed", seed)):
+        if value is not None:
+            args += [flag, str(value)]
+    return subprocess.Popen([sys.executable, "-m", "player", "--backend", "jack", "--model", str(bundle), *args,
+                             *extra], cwd=REPO, env=e, stderr=subprocess.PIPE, text=True)
 
 
 def sounding_after(msgs: list[mido.Message]) -> set:
@@ -141,10 +145,7 @@ def test_sighup_reload_and_a_broken_config_keeps_playing(jack_server, bundle, tm
     cfg.write_text("[play]\ntemperature = 0.5\n")
     ns = Notify(tmp_path / "notify")
     with JackReceiver(None, client="synth3") as rx:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "player", "--backend", "jack", "--model", str(bundle), "--config", str(cfg),
-             "--mode", "solo", "--output", "synth3", "--input", "none", "--duration", "20"],
-            cwd=REPO, env=dict(os.environ, NOTIFY_SOCKET=ns.path), stderr=subprocess.PIPE, text=True)
+        proc = start(bundle, ns, "--config", str(cfg), "--output", "synth3", "--duration", "20", tempo=None, seed=None)
         try:
             assert any("temperature 0.50" in ln for ln in ns.read(until="READY=1"))
             cfg.write_text("[play]\ntemperature = 1.5\n")
@@ -176,11 +177,8 @@ def test_keyboard_phrase_is_answered_through_the_process(jack_server, bundle, tm
 
     ns = Notify(tmp_path / "notify")
     with JackReceiver(None, client="synth4") as rx:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "player", "--backend", "jack", "--model", str(bundle), "--output", "synth4",
-             "--input", "virtual", "--mode", "call-response", "--tempo", "240", "--phrase-gap", "1",
-             "--answer-bars", "1", "--seed", "3", "--duration", "20"],
-            cwd=REPO, env=dict(os.environ, NOTIFY_SOCKET=ns.path), stderr=subprocess.PIPE, text=True)
+        proc = start(bundle, ns, "--output", "synth4", "--phrase-gap", "1", "--answer-bars", "1", "--duration", "20",
+                     mode="call-response", input="virtual", seed=3)
         try:
             ns.read(until="READY=1")
             with JackSender("cadenza", client="keys4") as keys:
