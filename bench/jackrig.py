@@ -18,28 +18,29 @@ from tests.jackutil import JackServer, jack_env  # noqa: E402
 OUT = REPO / "bench" / "out"
 
 
-class RealtimeJackServer(JackServer):
-    """The tests' server, but with jackd's process thread at real-time priority (as on a Pi with
-    the audio group's rtprio limit): without it, on a loaded machine, JACK's own cycle is late."""
+class BenchJackServer(JackServer):
+    """The tests' server, with jackd's process thread at real-time priority by default (as on a Pi with
+    the audio group's rtprio limit: without it, on a loaded machine, JACK's own cycle is late), and
+    optionally fewer ports (`port_max`: its shared memory, mapped by every client, grows with it)."""
 
-    realtime = True
-    port_max: int | None = None  # jackd's --port-max; None = its default
+    def __init__(self, name: str, *, realtime: bool = True, port_max: int | None = None, **kw) -> None:
+        super().__init__(name, **kw)
+        self.realtime, self.port_max = realtime, port_max
 
     def command(self) -> list[str]:
         cmd = super().command()
+        options = ["--port-max", str(self.port_max)] if self.port_max is not None else []
         if self.realtime:
-            cmd = [c for c in cmd if c != "--no-realtime"][:1] + ["-R", "-P", "70"] + \
-                [c for c in cmd if c != "--no-realtime"][1:]
-        if self.port_max is not None:
-            cmd = cmd[:1] + ["--port-max", str(self.port_max)] + cmd[1:]
-        return cmd
+            cmd.remove("--no-realtime")
+            options += ["-R", "-P", "70"]
+        return cmd[:1] + options + cmd[1:]
 
 
 @contextlib.contextmanager
 def jack(period: int = 16, realtime: bool = True, port_max: int | None = None):
     OUT.mkdir(parents=True, exist_ok=True)
-    server = RealtimeJackServer(f"cadenza-bench-{os.getpid()}", period=period, log_dir=str(OUT))
-    server.realtime, server.port_max = realtime, port_max
+    server = BenchJackServer(f"cadenza-bench-{os.getpid()}", realtime=realtime, port_max=port_max, period=period,
+                             log_dir=str(OUT))
     os.environ.update(jack_env(server.name))
     server.start()
     try:
