@@ -1,9 +1,13 @@
 """Hostile MIDI input: cadenza-play in duet mode under a flood of random and malformed messages.
 
     python bench/hostile.py --seconds 60 --rate 20000 --model tiny.cadenza
+    python bench/hostile.py --periods 16,64,256 --runs 20 --seconds 15 --rate 20000 --mapped-controls \
+        --json bench/out/hostile-campaign.json     # crashes and hanging notes per JACK period
 
 The player runs as the service does (a subprocess, JACK, virtual ports); a JACK
-client floods its input with raw bytes (python-rtmidi, no checks): random bytes,
+client floods its input with raw bytes (libjack through JACK-Client, its own
+process callback writing as much as each cycle's port buffer takes, no checks on
+the bytes): random bytes,
 sysex up to 1 kB (some unterminated), running status, note-offs without note-ons,
 notes on all 16 channels, clock at 10 kHz, pitch bend and CC storms. A receiver
 stamps the player's output. Measured: how far the intervals between output notes
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import signal
@@ -69,22 +74,25 @@ def hostile_batch(rnd: random.Random, n: int) -> list[list[int]]:
 
 
 def flood(target: str, seconds: float, rate: float, seed: int = 1, client: str = "flood") -> int:
-    """Send hostile_batch messages to the JACK input `target` at `rate` per second; the count sent."""
+    """Send hostile_batch messages to the JACK input `target` at `rate` per second; the count sent
+    (handed to the server: the sender's queue is paced out by its process callback)."""
     from tests.jackutil import JackSender
 
     rnd = random.Random(seed)
-    sent = 0
+    queued = 0
     with JackSender(target=target, client=client) as keys:
         print("FLOODING", flush=True)
         t0 = time.monotonic()
         end = t0 + seconds
         while (now := time.monotonic()) < end:
-            due = min(int((now - t0) * rate) - sent, 500)  # a JACK cycle's worth at most, then a breath
-            for msg in hostile_batch(rnd, due) if due > 0 else ():
-                keys.send(msg)
-                sent += 1
+            due = min(int((now - t0) * rate) - queued, 500)
+            if keys.pending() < 2000:  # never more than a few cycles ahead of the server
+                for msg in hostile_batch(rnd, due) if due > 0 else ():
+                    keys.send(msg)
+                    queued += 1
             time.sleep(0.0005)
-    return sent
+        keys.flush(2.0)
+        return keys.written
 
 
 def input_name(log: str, client: str) -> str:
@@ -113,13 +121,13 @@ def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: floa
     from tests.jackutil import JackReceiver
 
     folder = Path(folder or tempfile.mkdtemp(prefix="cadenza-hostile-"))
+    # The synth is there first and the player connects to it: every message it sends must arrive.
+    synth = JackReceiver(client=f"{client}-synth")
     cfg = write_config(folder, model, client=client, mode="duet", input="virtual", tempo=TEMPO,
-                       controls=None if mapped_controls else NO_CONTROLS)
+                       controls=None if mapped_controls else NO_CONTROLS, output=f"{client}-synth:in")
     player = Player(cfg).start()
-    synth = None
     try:
         player.wait_ready()
-        synth = JackReceiver(source=f"{client}:out", client=f"{client}-synth")
         time.sleep(quiet_s)
         # The flood comes from a process of its own: a sender whose JACK buffer is full spins in
         # rtmidi holding the GIL, which would delay this process's receiver and its stamps.
@@ -137,11 +145,10 @@ def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: floa
         time.sleep(quiet_s / 2)  # after the flood: back to normal
         t_after = time.monotonic()
         rc = player.stop()
-        time.sleep(0.3)
+        synth.settle()
         events = list(synth.events)
     finally:
-        if synth is not None:
-            synth.close()
+        synth.close()
         player.close()
     log = player.log()
     notes = [(t / 1e9, d) for t, d in events if len(d) == 3 and d[0] & 0xE0 == 0x80]
@@ -157,8 +164,47 @@ def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: floa
         "grid_quiet": _grid_vs(quiet, quiet, SPT), "grid_flood": _grid_vs(quiet, flooded, SPT),
         "grid_after": _grid_vs(quiet, after, SPT), **{f"input_{k}": v for k, v in counters(log).items()},
         "error_lines": [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line][:5],
+        "player_sent": _player_sent(log), "synth_received": len(events),
     }
     return res
+
+
+def _player_sent(log: str) -> int | None:
+    m = re.findall(r"(\d+) MIDI messages sent", log)
+    return int(m[-1]) if m else None
+
+
+def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: float,
+             mapped_controls: bool = True) -> dict:
+    """`runs` floods at each JACK period, each on a fresh server: crashes, notes left sounding, messages."""
+    from tests.jackutil import JackServer, jack_env
+
+    table = {}
+    for period in periods:
+        rows = []
+        for i in range(runs):
+            server = JackServer(f"cadenza-hostile-{period}", period=period)
+            server.start()
+            os.environ.update(jack_env(server.name))
+            try:
+                r = run(model, seconds, rate, quiet_s=3.0, seed=1000 * period + i, mapped_controls=mapped_controls)
+            finally:
+                server.stop(signal.SIGTERM)
+            crashed = not r["alive_after_flood"] or (r["exit_code"] or 0) < 0
+            rows.append({"crashed": crashed, "exit_code": r["exit_code"], "left_sounding": r["left_sounding"],
+                         "messages_sent": r["messages_sent"], "player_sent": r["player_sent"],
+                         "synth_received": r["synth_received"], "error_lines": r["error_lines"]})
+            print(json.dumps({"period": period, "run": i, **rows[-1]}), flush=True)
+        table[period] = {
+            "runs": len(rows), "crashes": sum(r["crashed"] for r in rows),
+            "runs_with_notes_left": sum(r["left_sounding"] > 0 for r in rows),
+            "notes_left_sounding": sum(r["left_sounding"] for r in rows),
+            "messages_sent_median": sorted(r["messages_sent"] for r in rows)[len(rows) // 2],
+            "lost_at_receiver": sum((r["player_sent"] or 0) - r["synth_received"] for r in rows
+                                    if r["player_sent"] is not None),
+            "runs_detail": rows,
+        }
+    return table
 
 
 def _grid_vs(ref: list[float], times: list[float], spt: float) -> dict:
@@ -186,9 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--mapped-controls", action="store_true", help="the default CC map (tempo, mode, panic...)")
     ap.add_argument("--json", help="write the figures here as well")
+    ap.add_argument("--periods", help="JACK periods, comma-separated: a campaign of --runs floods at each")
+    ap.add_argument("--runs", type=int, default=20, help="floods per period in a campaign (default 20)")
     ap.add_argument("--flood", metavar="PORT", help=argparse.SUPPRESS)  # the flooding client (run by run())
     args = ap.parse_args(argv)
-    import os
 
     if args.flood:
         print(f"sent {flood(args.flood, args.seconds, args.rate, args.seed)}", flush=True)
@@ -201,6 +248,15 @@ def main(argv: list[str] | None = None) -> int:
         from convert.testing import converted
 
         model = str(converted().bundle)
+    if args.periods:
+        res = campaign(model, [int(p) for p in args.periods.split(",")], args.runs, args.seconds, args.rate,
+                       mapped_controls=args.mapped_controls)
+        summary = {p: {k: v for k, v in t.items() if k != "runs_detail"} for p, t in res.items()}
+        print(json.dumps(summary, indent=1))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+        return 0
     server = None
     if not os.environ.get("JACK_DEFAULT_SERVER"):
         server = start_free_server("cadenza-hostile")

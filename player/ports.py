@@ -17,17 +17,14 @@ every (re)open and tracks the notes it left sounding, so no note hangs.
 The input's rtmidi callback (on JACK: a polling thread, see below) only stamps
 (time.monotonic) and queues; everything else happens on the caller's thread.
 
-JACK specifics (measured with jackd 1.9.21, python-rtmidi 1.5.8):
-- if the server dies, rtmidi's send spins forever once its ring buffer fills, and
-  closing a client that libjack already freed (it frees every dead client when a new
-  one opens) segfaults. So the ports watch the server's socket (`_JackWatch`), stop
-  sending at once, and drop their clients before any new client is made;
-- a Python callback in JACK's process thread needs the GIL, which python-rtmidi
-  holds even while it blocks on the server: the graph stalls (5 s seen). So a JACK
-  input polls rtmidi's queue from its own thread instead (1 ms; stamps from rtmidi's
-  deltas), and a burst beyond JACK_BURST messages is dropped before the ring fills;
-- a connection made by jack_connect carries data after a cycle or two, so a fresh
-  connection waits CONNECT_SETTLE_S before sending.
+JACK specifics (measured with jackd 1.9.21): JACK ports are player.jackmidi's, on
+the system's libjack (python-rtmidi's JACK backend crashed under a MIDI flood and
+dropped what did not fit a cycle: see there). Besides:
+- closing a client that libjack already freed (it frees every dead client when a
+  new one opens) segfaults. So the ports watch the server's socket (`_JackWatch`),
+  stop sending at once, and drop their clients before any new client is made;
+- a burst is queued and paced out over as many cycles as it takes, never dropped;
+  a close waits until the queue has left (`JackMidiIO.flush`).
 """
 
 from __future__ import annotations
@@ -43,6 +40,7 @@ from typing import Callable
 
 import mido
 
+from player import jackmidi
 from player.portio import (  # noqa: F401  (PortError, PortNotFound are this module's API)
     RTMIDI,
     PortError,
@@ -62,17 +60,7 @@ log = logging.getLogger(__name__)
 
 API_ALIASES = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE", "windows": "WINDOWS_MM"}
 RECONNECT_INTERVAL_S = 1.0  # how often a port checks its peer; a lost synth is back within a second
-# Before a JACK output closes, time for the server's cycles to carry out what was just sent. rtmidi
-# queues a send for the client's next process cycle; its close waits for *a* cycle, which may be one
-# already past the queue: measured, 6 of 60 closes lost the final all-notes-off. Two cycles of a
-# 1024-frame period at 48 kHz take 43 ms.
-JACK_DRAIN_S = 0.1
-JACK_GUARD_SENDS = 500  # JACK: check the server inline after this many sends (its ring buffer holds ~2300)
-# JACK: rtmidi's send spins, holding the GIL, while its ring buffer is full; the ring drains
-# once a cycle, and a cycle may wait for our own input's Python callback (needs the GIL):
-# a stall. So a burst beyond this many messages per window (longer than a 1024-frame
-# cycle) is dropped. 1000 per 25 ms is 40 times what a MIDI cable carries.
-JACK_BURST, JACK_BURST_WINDOW_S = 1000, 0.025
+JACK_GUARD_SENDS = 500  # JACK: check the server inline after this many sends
 COUNTER_LOG_S = 10.0  # an input that drops or cannot parse says so at most this often
 # An input takes at most INPUT_RATE messages a second (bursts of INPUT_BURST), twice what a
 # MIDI cable carries (~1000 three-byte messages/s): a flood from a broken device or a
@@ -130,6 +118,7 @@ def list_ports(backend) -> tuple[list[str], list[str]]:
 
     if _is_jack(backend):
         _JackWatch.before_new_client()
+        return jackmidi.list_ports(backend)
     with _quiet_stderr():  # ALSA and libjack print their complaints to fd 2
         try:
             probes = [rtmidi.MidiIn(rtapi=_api_id(backend)), rtmidi.MidiOut(rtapi=_api_id(backend))]
@@ -236,6 +225,7 @@ class _Port:
         io_cls = _RtmidiIO if _is_rtmidi(self._backend) else _MidoIO
         if _is_jack(self._backend):
             _JackWatch.before_new_client()
+            io_cls = jackmidi.JackMidiIO
         io = io_cls(self._backend, self.kind, self.client_name, self._callback)
         with self._lock:
             self._io = io
@@ -384,7 +374,6 @@ class OutputPort(_Port):
         self._sounding: set[tuple[int, int]] = set()  # (channel 0..15, note)
         self._channels_used: set[int] = set(silence_channels)
         self._sends_since_check = 0
-        self._burst, self._burst_start = 0, 0.0
         self._start()
 
     def _choose(self, names: list[str]) -> str | None:
@@ -418,14 +407,6 @@ class OutputPort(_Port):
         return ok
 
     def _jack_guard(self) -> tuple[bool, str | None]:
-        now = time.monotonic()
-        if now - self._burst_start > JACK_BURST_WINDOW_S:
-            if self._burst > JACK_BURST:
-                log.warning("MIDI output %s: dropped %d messages of a burst", self.name, self._burst - JACK_BURST)
-            self._burst, self._burst_start = 0, now
-        self._burst += 1
-        if self._burst > JACK_BURST:
-            return False, None
         self._sends_since_check += 1
         if self._sends_since_check > JACK_GUARD_SENDS:
             self._sends_since_check = 0
@@ -486,8 +467,14 @@ class OutputPort(_Port):
     def _before_close(self) -> None:
         if self.connected:
             self.all_notes_off()
-            if _is_jack(self._backend):
-                time.sleep(JACK_DRAIN_S)  # the silence must leave before the port does
+            self.flush()  # the silence must leave before the port does
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Until what was sent has left this process (JACK: queued messages paced out); False on timeout."""
+        with self._lock:
+            io = self._io
+        flush = getattr(io, "flush", None)
+        return bool(flush(timeout)) if flush is not None and self.connected else True
 
 
 class InputPort(_Port):

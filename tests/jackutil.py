@@ -1,4 +1,4 @@
-"""A private JACK server (dummy driver) and small rtmidi clients for the port tests.
+"""A private JACK server (dummy driver) and small libjack clients (JACK-Client) for the port tests.
 
 The dummy driver needs no sound card; a 16-frame period (0.33 ms at 48 kHz) keeps
 JACK's own latency out of the measurements. jackd runs without realtime
@@ -127,25 +127,59 @@ def _find(names: list[str], query: str) -> int:
 
 
 class _JackClient:
-    """An rtmidi JACK port of this process: virtual ("<client>:<kind>") or connected by name; closes once."""
+    """A JACK client of this process with one MIDI port (libjack through JACK-Client, as the player's).
 
-    def _open(self, rt, target: str | None, kind: str) -> None:
-        self._rt = rt
-        if target is None:
-            rt.open_virtual_port(kind)
-        else:
-            rt.open_port(_find(rt.get_ports(), target), kind)
-            time.sleep(0.05)  # a new JACK connection carries data after a cycle or two
+    Its process callback only moves bytes; cffi releases the GIL around every libjack
+    call, so no thread here can stall the graph while it waits on the server.
+    """
+
+    kind = "in"
+
+    def _open(self, client: str, target: str | None) -> None:
+        import jack
+
+        self._lock = threading.Lock()
+        self.cycles = 0
+        self._client = jack.Client(client, no_start_server=True)
+        self._client.set_process_callback(self._process_cycle)
+        ports = self._client.midi_inports if self.kind == "in" else self._client.midi_outports
+        self._port = ports.register(self.kind)
+        self._client.activate()
+        self.name = self._port.name
+        if target is not None:
+            peers = [p.name for p in self._client.get_ports(is_midi=True, is_output=self.kind == "in",
+                                                             is_input=self.kind == "out")]
+            peer = peers[_find(peers, target)]
+            if self.kind == "in":
+                self._client.connect(peer, self._port)
+            else:
+                self._client.connect(self._port, peer)
+            self.wait_cycles(2)  # a new connection carries data from the next cycle on
+
+    def _process_cycle(self, frames: int) -> None:
+        self._process(self._port)
+        self.cycles += 1
+
+    def _process(self, port) -> None:
+        raise NotImplementedError
+
+    def wait_cycles(self, n: int, timeout: float = 2.0) -> bool:
+        start, end = self.cycles, time.monotonic() + timeout
+        while self.cycles - start < n:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.0005)
+        return True
 
     def _before_close(self) -> None:
         pass
 
     def close(self) -> None:
-        if self._rt is not None:
+        client, self._client = getattr(self, "_client", None), None
+        if client is not None:
             self._before_close()
-            self._rt.close_port()
-            self._rt.delete()
-            self._rt = None
+            client.deactivate()
+            client.close()
 
     def __enter__(self):
         return self
@@ -157,40 +191,29 @@ class _JackClient:
 class JackReceiver(_JackClient):
     """A synth stand-in: a JACK MIDI input that stamps what arrives (time.monotonic_ns()).
 
-    source=None opens a virtual port "<client>:in" for others to connect to;
-    else it connects to the output port whose name contains `source`.
-
-    It polls rtmidi's queue from a thread (every POLL_S) instead of taking a callback: a
-    Python callback runs in JACK's process thread and needs the GIL, which python-rtmidi
-    holds while it blocks on the server (closing a port, say) in another thread of this
-    process: the server then waits for the callback, a stall of seconds (the player's
-    input polls for the same reason). Stamps are late by up to POLL_S.
+    source=None opens a port "<client>:in" for others to connect to; else it connects
+    to the output port whose name contains `source`. Events are recorded in JACK's
+    process thread, at the cycle that brings them (late by up to a period), into a list
+    with no limit: nothing is dropped here (sysex and active sensing are skipped).
     """
 
-    POLL_S = 0.0005
+    kind = "in"
 
     def __init__(self, source: str | None = None, client: str = "synth"):
-        import rtmidi
-
         self.events: list[tuple[int, list[int]]] = []
         self._cond = threading.Condition()
-        rt = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=client, queue_size_limit=16384)
-        rt.ignore_types(sysex=True, timing=False, active_sense=True)
-        self._open(rt, source, "in")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="jack-receiver", daemon=True)
-        self._thread.start()
+        self._open(client, source)
 
-    def _poll(self):
-        rt = self._rt
-        while not self._stop.is_set():
-            event = rt.get_message()
-            if event is None:
-                time.sleep(self.POLL_S)
-                continue
-            t = time.monotonic_ns()
+    def _process(self, port) -> None:
+        batch = []
+        t = time.monotonic_ns()
+        for _offset, event in port.incoming_midi_events():
+            data = bytes(event)
+            if data and data[0] not in (0xF0, 0xFE):
+                batch.append((t, list(data)))
+        if batch:
             with self._cond:
-                self.events.append((t, list(event[0])))
+                self.events.extend(batch)
                 self._cond.notify_all()
 
     def messages(self) -> list[mido.Message]:
@@ -219,20 +242,54 @@ class JackReceiver(_JackClient):
         with self._cond:
             self.events.clear()
 
-    def _before_close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
 
 class JackSender(_JackClient):
-    """A keyboard stand-in: a JACK MIDI output, virtual ("<client>:out") or connected to `target`."""
+    """A keyboard stand-in: a JACK MIDI output, "<client>:out" or connected to `target`.
+
+    send() queues; the process callback writes what fits in the port buffer each cycle
+    and keeps the rest for the next (`refused` counts the cycles that filled up), so it
+    never overfills the buffer and never drops. `flush()` waits until all has left.
+    """
+
+    kind = "out"
 
     def __init__(self, target: str | None = None, client: str = "keys"):
-        import rtmidi
+        import collections
 
-        self._open(rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=client), target, "out")
+        self._queue: collections.deque = collections.deque()
+        self.written = 0
+        self.refused = 0
+        self._open(client, target)
+
+    def _process(self, port) -> None:
+        port.clear_buffer()
+        q, n = self._queue, 0
+        while q:
+            slot = port.reserve_midi_event(0, len(q[0]))
+            if not slot:
+                if n == 0:  # too big for an empty buffer
+                    q.popleft()
+                    continue
+                self.refused += 1
+                return
+            slot[:] = q.popleft()
+            n += 1
+            self.written += 1
 
     def send(self, data) -> None:
         """Raw bytes (any list of ints, valid MIDI or not) or a mido message."""
-        self._rt.send_message(data.bytes() if isinstance(data, mido.Message) else list(data))
+        self._queue.append(bytes(data.bytes() if isinstance(data, mido.Message) else data))
 
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        end = time.monotonic() + timeout
+        while self._queue:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.0005)
+        return self.wait_cycles(2, max(0.0, end - time.monotonic()))
+
+    def _before_close(self) -> None:
+        self.flush(1.0)

@@ -524,34 +524,60 @@ def test_bench_receiver_stamps_comparable_times(jack, tmp_path):
 
 
 @pytest.mark.jack
-def test_jack_burst_is_capped_not_hung(jack):
-    # A runaway burst (say a note-off for every note on every channel, twice) must not fill
-    # rtmidi's ring buffer: a full one makes send() spin while holding the GIL.
-    with OutputPort("virtual", jack, client_name="cadenza-burst") as out:
+def test_jack_burst_arrives_whole_and_in_order(jack):
+    # A runaway burst (a note-off for every note on every channel, twice) goes out whole: what
+    # does not fit a cycle's port buffer waits for the next one, checked at an independent receiver.
+    from tests.jackutil import JackReceiver
+
+    with JackReceiver(client="burst-synth") as synth:
+        out = OutputPort("burst-synth", jack, client_name="cadenza-burst")
+        msgs = [mido.Message("note_off", channel=i % 16, note=i % 128) for i in range(4096)]
         t0 = time.monotonic()
-        sent = sum(out.send(mido.Message("note_off", channel=i % 16, note=i % 128)) for i in range(4096))
-        assert time.monotonic() - t0 < 2
-        assert sent >= ports.JACK_BURST and out.dropped == 4096 - sent
+        sent = sum(out.send(m) for m in msgs)
+        assert time.monotonic() - t0 < 2  # queued, never spinning
+        deferred = out._io.deferred
+        out.close()  # waits until the burst has left, then silences
+        synth.settle()
+        got = synth.messages()
+    assert sent == 4096 and out.dropped == 0
+    notes = [m for m in got if m.type == "note_off"]
+    assert notes == msgs  # all of them, in order, after the open's silence and before the close's
+    assert len(got) == len(msgs) + 2 * 2 * 16
+    print(f"4096-message burst: {deferred} cycles filled their port buffer")
 
 
-@pytest.mark.jack
-def test_rtmidi_send_warning_marks_the_port_lost(jack):
+def test_rtmidi_send_warning_is_an_error():
     # ALSA reports a failed send only as a warning through RtMidi's error callback.
     import rtmidi
 
+    from player.portio import _RtmidiIO
+
+    io = _RtmidiIO.__new__(_RtmidiIO)  # no ALSA here: the send path alone
+    io.warning = None
     alsa_warning = "MidiOutAlsa::sendMessage: error sending MIDI message to port."
+
+    class FailingRt:
+        def send_message(self, data):
+            io._on_error(rtmidi.ERRORTYPE_WARNING, alsa_warning)
+
+    io.rt = FailingRt()
+    with pytest.raises(OSError, match="error sending"):
+        io.send(mido.Message("note_on", note=60))
+    with pytest.raises(rtmidi.RtMidiError):
+        io._on_error(rtmidi.ERRORTYPE_INVALID_PARAMETER, "bad")  # errors still raise
+
+
+@pytest.mark.jack
+def test_failed_send_marks_the_port_lost(jack):
     with OutputPort("virtual", jack, client_name="cadenza-warn", reconnect_interval=0) as out:
-        io, real = out._io, out._io.rt
+        io = out._io
 
-        class FailingRt:
-            def send_message(self, data):
-                io._on_error(rtmidi.ERRORTYPE_WARNING, alsa_warning)
+        def failing(msg):
+            raise OSError("error sending MIDI message to port")
 
-        io.rt = FailingRt()
+        real, io.send = io.send, failing
         assert not out.send(mido.Message("note_on", note=60))
         assert not out.connected and out.dropped == 1
-        io.rt = real
+        io.send = real
         out.maintain()  # a virtual port is simply reopened
         assert out.connected and out.send(mido.Message("note_on", note=60))
-        with pytest.raises(rtmidi.RtMidiError):
-            io._on_error(rtmidi.ERRORTYPE_INVALID_PARAMETER, "bad")  # errors still raise

@@ -1,0 +1,248 @@
+"""JACK MIDI through the system's libjack (the JACK-Client package), with the process callback ours.
+
+Why not python-rtmidi on JACK (measured with jackd 1.9.21, python-rtmidi 1.5.8, a
+flood of ~19,000 messages/s with sysex of 1 to 600 bytes, see bench/hostile.py):
+
+- rtmidi's JACK input copies every event into one shared `std::vector` inside JACK's
+  process thread and hands it over through a lock-free queue without memory barriers,
+  read by another thread; under a flood at a 16- or 64-frame period the process
+  thread crashed in `std::vector::push_back` (SIGSEGV): a native thread no Python can
+  guard, and the player's sounding notes were left hanging at the synth.
+- rtmidi's JACK output writes its whole ring buffer into the port buffer each cycle
+  and silently throws away whatever does not fit (`jack_midi_event_reserve` returns
+  NULL); its send spins, holding the GIL, while its ring buffer is full.
+
+Here the process callback is a few lines of Python that only move bytes: the input
+copies each event (sysex and active sensing are dropped, as before) into a bounded
+deque that a reader thread hands on, stamped at the cycle that brought it (as
+rtmidi's JACK input stamps: up to one period late; 0.33 ms at 16 frames); the
+output takes queued messages while the port buffer has room and keeps the rest for
+the next cycle, so nothing is dropped for want of space and a burst is paced out
+over as many cycles as it needs. `flush()` waits until the queue is empty and two
+more cycles have run: what was sent has left for its peer.
+
+The callback needs the GIL; cffi releases it around every libjack call, so no
+thread of ours can hold it while it waits on the server (rtmidi's stall).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+
+import mido
+
+from player.portio import PortError, _explain
+
+log = logging.getLogger(__name__)
+
+INPUT_RING = 8192  # events between the process thread and the reader; more are counted and dropped
+OUTPUT_LIMIT = 16384  # queued messages; beyond this the server is not cycling: send() fails
+POLL_S = 0.001  # the reader's wake-up period (the rtmidi poller's too)
+FLUSH_TIMEOUT_S = 2.0
+_IGNORED = (0xF0, 0xF7, 0xFE)  # sysex (its start and a stray end) and active sensing
+
+
+def _lib():
+    try:
+        import jack
+    except ImportError:
+        raise PortError("JACK MIDI needs the JACK-Client package: pip install JACK-Client") from None
+    except OSError as e:  # libjack itself is missing
+        raise PortError(f"no MIDI system: libjack is not installed ({e})") from None
+    return jack
+
+
+def _client(backend, name: str):
+    jack = _lib()
+    with contextlib.suppress(Exception):
+        jack.set_error_function(lambda msg: log.debug("libjack: %s", msg))
+        jack.set_info_function(lambda msg: None)
+    try:
+        return jack.Client(name, no_start_server=True)
+    except jack.JackError as e:
+        raise PortError(_explain(backend, RuntimeError(f"JACK: {e}"))) from None
+
+
+def list_ports(backend) -> tuple[list[str], list[str]]:
+    """(inputs, outputs) as rtmidi names them: ports we can read from, ports we can write to."""
+    client = _client(backend, "cadenza-list")
+    try:
+        readable = [p.name for p in client.get_ports(is_midi=True, is_output=True)]
+        writable = [p.name for p in client.get_ports(is_midi=True, is_input=True)]
+        return readable, writable
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+class JackMidiIO:
+    """One JACK client with one MIDI port (the same interface as player.portio's _RtmidiIO).
+
+    An input hands `callback(([bytes...], 0.0), t_monotonic)` from its reader thread.
+    """
+
+    jack = True
+
+    def __init__(self, backend, kind: str, client_name: str, callback=None):
+        self.kind, self.client_name, self._backend, self._callback = kind, client_name, backend, callback
+        self.client = _client(backend, client_name)
+        self.rate = self.client.samplerate
+        self.port = None
+        self.cycles = 0  # process callbacks run
+        self.server_gone = False
+        # input
+        self._in: collections.deque = collections.deque()
+        self.dropped = 0  # input events over INPUT_RING
+        self.ignored = 0  # sysex and active sensing
+        self._reader: threading.Thread | None = None
+        self._reader_stop = threading.Event()
+        # output
+        self._out: collections.deque = collections.deque()
+        self.written = 0  # messages handed to the server
+        self.deferred = 0  # cycles whose port buffer filled up: the rest went out a cycle later
+        self.too_big = 0  # messages larger than the port buffer can ever take
+        self.client.set_process_callback(self._process)
+        self.client.set_shutdown_callback(self._shutdown)
+        self.client.activate()
+
+    # -- the process thread -------------------------------------------------------------
+
+    def _process(self, frames: int) -> None:
+        port = self.port
+        if port is not None:
+            if self.kind == "input":
+                self._take(port, frames)
+            else:
+                self._give(port)
+        self.cycles += 1
+
+    def _take(self, port, frames: int) -> None:
+        now = time.monotonic()
+        ring, ignored = self._in, _IGNORED
+        for _offset, event in port.incoming_midi_events():
+            data = bytes(event)  # the buffer is reused for the next event
+            if not data or data[0] in ignored:
+                self.ignored += 1
+            elif len(ring) >= INPUT_RING:
+                self.dropped += 1
+            else:
+                ring.append((data, now))
+
+    def _give(self, port) -> None:
+        port.clear_buffer()
+        out, n = self._out, 0
+        while out:
+            data = out[0]
+            slot = port.reserve_midi_event(0, len(data))
+            if not slot:
+                if n == 0:  # an empty buffer cannot take it: it never will
+                    out.popleft()
+                    self.too_big += 1
+                    continue
+                self.deferred += 1  # full (about 2,700 short messages at any period): the rest next cycle
+                break
+            slot[:] = data
+            out.popleft()
+            n += 1
+        self.written += n
+
+    def _shutdown(self, status, reason) -> None:
+        self.server_gone = True
+
+    # -- the rest of the process --------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Peers in the other direction: outputs for an input, inputs for an output."""
+        if self.kind == "input":
+            return [p.name for p in self.client.get_ports(is_midi=True, is_output=True)]
+        return [p.name for p in self.client.get_ports(is_midi=True, is_input=True)]
+
+    def open(self, name: str | None) -> str:
+        """Register our port and connect it to the named peer (None: a port of our own only)."""
+        short = "in" if self.kind == "input" else "out"
+        if name is not None and name not in self.names():
+            raise PortError(f"MIDI {self.kind} {name!r} is gone")
+        ports = self.client.midi_inports if self.kind == "input" else self.client.midi_outports
+        port = ports.register(short)
+        try:
+            if name is not None:
+                if self.kind == "input":
+                    self.client.connect(name, port.name)
+                else:
+                    self.client.connect(port.name, name)
+        except Exception as e:
+            with contextlib.suppress(Exception):
+                port.unregister()
+            raise PortError(f"cannot connect to MIDI {self.kind} {name!r}: {e}") from None
+        self.port = port
+        if self.kind == "input":
+            self._reader_stop.clear()
+            self._reader = threading.Thread(target=self._read, name="midi-input-jack", daemon=True)
+            self._reader.start()
+        if name is not None:
+            self._cycles_pass(2, 0.5)  # a new connection carries data from the next cycle on
+        return port.name if name is None else name
+
+    def _read(self) -> None:
+        ring, callback, stop = self._in, self._callback, self._reader_stop
+        while not stop.is_set():
+            if not ring:
+                time.sleep(POLL_S)
+                continue
+            while ring:
+                data, t = ring.popleft()
+                callback((list(data), 0.0), t)
+
+    def send(self, msg: mido.Message) -> None:
+        if self.server_gone:
+            raise OSError("the JACK server went away")
+        if len(self._out) >= OUTPUT_LIMIT:
+            raise OSError("the JACK server takes no data (no process cycles)")
+        self._out.append(bytes(msg.bytes()))
+
+    def pending(self) -> int:
+        return len(self._out)
+
+    def _cycles_pass(self, n: int, timeout: float) -> bool:
+        start, end = self.cycles, time.monotonic() + timeout
+        while self.cycles - start < n:
+            if self.server_gone or time.monotonic() > end:
+                return False
+            time.sleep(0.0005)
+        return True
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> bool:
+        """Until every queued message has gone to the server and two more cycles ran; False on timeout."""
+        end = time.monotonic() + timeout
+        while self._out:
+            if self.server_gone or self.port is None or time.monotonic() > end:
+                return False
+            time.sleep(0.0005)
+        return self._cycles_pass(2, max(0.0, end - time.monotonic()))
+
+    def close_port(self) -> None:
+        if self.kind == "output" and self.port is not None:
+            self.flush()
+        self._reader_stop.set()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join()
+        self._reader = None
+        port, self.port = self.port, None
+        self._out.clear()
+        if port is not None and not self.server_gone:
+            self._cycles_pass(1, 0.2)  # the process thread has let go of the port
+            with contextlib.suppress(Exception):
+                port.unregister()
+
+    def delete(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close_port()
+        with contextlib.suppress(Exception):
+            if not self.server_gone:
+                self.client.deactivate()
+        with contextlib.suppress(Exception):
+            self.client.close()
