@@ -1,4 +1,9 @@
-"""cadenza-play: the instrument. Flags override the config file; errors are one line, exit 2.
+"""cadenza-play: the instrument. Flags override the config file.
+
+Exit codes: 0 stopped cleanly; 2 a setting is wrong (config, model bundle, a port
+at start, a file named on the command line), one line on stderr, and systemd does
+not restart (RestartPreventExitStatus=2); 1 a fault while playing (logged, the
+synth silenced), which systemd restarts.
 
     cadenza-play --output fluid --input keystation
     cadenza-play --list-ports

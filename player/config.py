@@ -67,6 +67,9 @@ class Play:
     phrase_gap: float = _f(2.0, "float", 0.25, 64.0)  # beats of silence: half a bar is a breath, two ends a phrase
     answer_bars: int = _f(4, "int", 1, 64)  # a four-bar answer to a typical phrase
     beats_per_bar: int = _f(4, "int", 1, 16)  # 4/4, as in the chorales
+    # A pedal down this many bars with no key played counts as lifted (and as reversed: it reads "down" at
+    # rest); four bars, as long as a held key keeps a phrase open (the codec's MAX_NOTE_TICKS).
+    pedal_hold_bars: int = _f(4, "int", 1, 64)
     seed: int | None = _f(None, "int?")  # None = a new seed each run; set it to replay a session
     velocity_scale: float = _f(1.0, "float", 0.0, 2.0)  # the model's own dynamics
     # "auto": answer in the key of the phrase just played (a duet: of the last few bars); "off"; or a key

@@ -2,6 +2,10 @@
 
     Daemon(settings).run()   # until SIGTERM/SIGINT or --duration; returns the exit code
 
+Errors while starting (the model, the ports, the recorder's folder) are raised to
+the caller, which exits 2: a setting is wrong. A fault once playing is logged, the
+synth silenced, and run() returns EXIT_FAULT, so that systemd restarts it.
+
 The scheduler loop runs on the main thread (at SCHED_FIFO when allowed); the
 ports have their own threads (rtmidi's callback, the reconnect watcher). Signals
 only set flags; the loop acts on them between sends: stop, or reload (SIGHUP:
@@ -31,6 +35,9 @@ from player.steering import Conductor
 log = logging.getLogger(__name__)
 
 RT_PRIORITY = 20  # SCHED_FIFO, below JACK's own threads (70+) so audio still wins
+# A fault while playing: not 2 (a wrong setting, which the unit's RestartPreventExitStatus=2 does not
+# restart), so that systemd's Restart=on-failure brings the instrument back.
+EXIT_FAULT = 1
 
 
 def model_path(settings) -> str:
@@ -94,7 +101,7 @@ def under_systemd() -> bool:
 def render_file(settings, out_path: str, seed_file: str | None = None, beats: float | None = None,
                 include_seed: bool = False) -> int:
     """--render: the engine on a simulated clock, no ports; writes a MIDI file."""
-    from player.events import read_midi
+    from player.events import MidiFileError, read_midi
     from player.render import render, write_render
 
     phrase = read_midi(seed_file) if seed_file else None
@@ -105,14 +112,21 @@ def render_file(settings, out_path: str, seed_file: str | None = None, beats: fl
         raise ValueError(f"--beats must be positive, got {beats:g}")
     model = open_model(settings)
     t0 = time.perf_counter()
-    rendered = render(model, beats=beats, phrase=phrase, tempo=play.tempo, temperature=play.temperature,
-                      top_p=play.top_p, seed=play.seed, phrase_gap=play.phrase_gap,
-                      channel=settings.midi.channel - 1, key=play.key, key_strength=play.key_strength)
+    try:
+        rendered = render(model, beats=beats, phrase=phrase, tempo=play.tempo, temperature=play.temperature,
+                          top_p=play.top_p, seed=play.seed, phrase_gap=play.phrase_gap,
+                          channel=settings.midi.channel - 1, key=play.key, key_strength=play.key_strength,
+                          pedal_hold_bars=play.pedal_hold_bars, beats_per_bar=play.beats_per_bar)
+    except MidiFileError:
+        raise  # the seed file's fault (a phrase with no notes): exit 2
+    except Exception as e:  # the engine's fault, not a setting's
+        log.exception("fault while rendering (%s: %s)", type(e).__name__, " ".join(str(e).split()))
+        return EXIT_FAULT
     program = settings.midi.program if settings.midi.program >= 0 else None
     write_render(out_path, rendered, include_seed, play.tempo, program)
     notes = sum(1 for tm in rendered.answer if tm.message.type == "note_on" and tm.message.velocity)
     log.info("wrote %s: %d notes in %g beats (%.2f s)", out_path, notes, beats, time.perf_counter() - t0)
-    return 0
+    return 0 if rendered.complete else EXIT_FAULT
 
 
 class Daemon:
@@ -158,7 +172,8 @@ class Daemon:
         align = None if timebase.external else self._align
         cond = Conductor(engine, mode=play.mode, phrase_gap=play.phrase_gap, answer_bars=play.answer_bars,
                          beats_per_bar=play.beats_per_bar, sustain_ends_phrase=s.controls.sustain_ends_phrase,
-                         align=align, key=play.key, key_strength=play.key_strength)
+                         align=align, key=play.key, key_strength=play.key_strength,
+                         pedal_hold_bars=play.pedal_hold_bars)
         sch = Scheduler(cond, clock, timebase, PortInbox(clock, self.inp), _Sink(self), velocity_scale=play.velocity_scale,
                         send_clock=s.clock.send and not timebase.external, on_alive=self._alive)
         sch.handle = _Recorded(self, InputRouter(sch, ControlMap.from_settings(s.controls), thru=s.midi.thru,
@@ -229,6 +244,7 @@ class Daemon:
         sch.velocity_scale = new.play.velocity_scale
         cond.phrase_gap, cond.answer_bars = new.play.phrase_gap, new.play.answer_bars
         cond.beats_per_bar, cond.sustain_ends_phrase = new.play.beats_per_bar, new.controls.sustain_ends_phrase
+        cond.pedal_hold_bars = new.play.pedal_hold_bars
         sch.handle.router.controls = ControlMap.from_settings(new.controls)
         cond.mode = new.play.mode
         cond._phrase_over()  # the new model has not heard the old phrase
@@ -268,16 +284,40 @@ class Daemon:
             status = self._status()
             notify.ready(status)
             log.info("ready in %.2f s: %s", time.monotonic() - t_start, status)
-            until = None if self.duration is None else self.clock.now() + self.duration
-            try:
-                sch.run(until=until)
-            finally:
-                notify.stopping()
-                sch.end()
+        except BaseException:
+            self.close()  # a start-up error: the caller reports it (exit 2 for a wrong setting)
+            raise
+        code = EXIT_FAULT
+        try:
+            code = self._play(sch)
         finally:
-            self.close()
+            try:
+                self.close()
+            except Exception:
+                log.exception("fault while closing the ports")
+                code = EXIT_FAULT
         log.info("stopped after %.1f s; %d MIDI messages sent", time.monotonic() - t_start, self.out.sent)
-        return 0
+        return code
+
+    def _play(self, sch: Scheduler) -> int:
+        """The loop, until a stop or --duration. A fault in it (whatever its type: a ValueError here is
+        no setting's fault) is logged, the synth silenced, and EXIT_FAULT returned, so systemd restarts."""
+        code = 0
+        until = None if self.duration is None else self.clock.now() + self.duration
+        try:
+            sch.run(until=until)
+        except Exception as e:
+            log.exception("fault while playing (%s: %s): silencing, exiting with code %d to be restarted",
+                          type(e).__name__, " ".join(str(e).split()), EXIT_FAULT)
+            code = EXIT_FAULT
+        finally:
+            notify.stopping()
+            try:
+                sch.end()
+            except Exception:
+                log.exception("fault while silencing the engine's notes")
+                code = EXIT_FAULT
+        return code
 
     def close(self) -> None:
         if self.out is not None:

@@ -1,8 +1,10 @@
 """`--render`: the live engine and scheduler on a simulated clock, written to a MIDI file.
 
-With a seed phrase, the phrase is played into the same input path as a keyboard
-(call-response) and the answer is rendered; without one the model plays solo
-from START. No ports are opened; it runs as fast as the model steps.
+With a seed phrase, the phrase (its notes and sustain pedal) is played into the
+same input path as a keyboard (call-response) and the answer is rendered; without
+one the model plays solo from START. No ports are opened; it runs as fast as the
+model steps, and never past a bound in simulated time (`render_bound_ticks`): the
+answer is due by then whatever the phrase leaves held.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from player.engine import Engine
 from player.events import TimedMessage
 from player.sampling import Sampler
 from player.scheduler import NoInbox, Scheduler, ScriptedInbox
-from player.steering import Conductor
+from player.steering import SUSTAIN, Conductor
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class Rendered:
     phrase: list[TimedMessage] = field(default_factory=list)  # the seed phrase, same time axis
     answer_start: int = 0  # tick of the answer on the phrase's axis
     gap_end: float | None = None
+    complete: bool = True  # the answer (or solo) ended before the render's bound
+    bound_ticks: float = 0.0  # the render's bound in simulated time (render_bound_ticks)
 
     def answer_after_phrase(self) -> list[TimedMessage]:
         """The answer on the phrase's time axis."""
@@ -54,34 +58,63 @@ class Rendered:
         return self.phrase + self.answer_after_phrase() if include_seed else self.answer
 
 
+def _keyboard_messages(mid: mido.MidiFile):
+    """(tick, message) of a file's notes and sustain pedal, all tracks, in our ticks."""
+    scale = ev.TICKS_PER_BEAT / mid.ticks_per_beat
+    for track in mid.tracks:
+        now = 0
+        for msg in track:
+            now += msg.time
+            if msg.type in ("note_on", "note_off") or (msg.type == "control_change" and msg.control == SUSTAIN):
+                yield now * scale, msg
+
+
 def phrase_events(mid: mido.MidiFile, tempo: float, channel: int = 0) -> list[tuple[float, float, mido.Message]]:
-    """(tick, seconds, message) of a file's notes, starting at tick 0, at `tempo`."""
-    raw = sorted(ev.file_messages(mid), key=lambda e: e[0])
-    if not raw:
+    """(tick, seconds, message) of a file's notes and pedal, from its first note on (tick 0), at `tempo`.
+
+    A pedal pressed before the first note is pressed at tick 0."""
+    raw = [(t, m) for t, m in sorted(_keyboard_messages(mid), key=lambda e: e[0]) if m.channel != ev.DRUM_CHANNEL]
+    notes = [t for t, m in raw if m.type != "control_change"]
+    if not notes:
         return []
-    first = raw[0][0]
+    first = notes[0]
     tm = TempoMap(tempo, 0.0)
     out = []
     for tick, msg in raw:
-        if msg.channel == ev.DRUM_CHANNEL:
-            continue
-        t = tick - first
+        t = max(tick - first, 0.0)
         out.append((t, tm.time_of(t), msg.copy(channel=channel, time=0)))
     return out
 
 
+RENDER_SLACK_TICKS = 4 * ev.TICKS_PER_BEAT  # a bar beyond the last moment the answer can end
+
+
+def render_bound_ticks(cond: Conductor, last_tick: float) -> float:
+    """The simulated tick by which a render is over, whatever the phrase ending at `last_tick` holds:
+    the answer begins at most hold_bound_ticks + phrase_gap after the phrase's last event (a key or a
+    pedal held longer counts as released), then lasts answer_ticks (a solo: solo_beats)."""
+    if cond.mode != "call-response":
+        return last_tick + (cond.solo_beats or 0) * ev.TICKS_PER_BEAT + RENDER_SLACK_TICKS
+    return last_tick + cond.hold_bound_ticks + cond.gap_ticks + cond.answer_ticks + RENDER_SLACK_TICKS
+
+
 def render(model, *, beats: float = 16.0, phrase: mido.MidiFile | None = None, tempo: float = 100.0,
            temperature: float = 1.0, top_p: float = 0.95, seed: int | None = None, phrase_gap: float = 1.0,
-           channel: int = 0, keep_history: bool = False, key: str = "off", key_strength: float = 0.0) -> Rendered:
-    """Play `beats` beats: the answer to `phrase`, or a solo from START."""
+           channel: int = 0, keep_history: bool = False, key: str = "off", key_strength: float = 0.0,
+           pedal_hold_bars: float = 4, beats_per_bar: int = 4) -> Rendered:
+    """Play `beats` beats: the answer to `phrase`, or a solo from START.
+
+    Stops at `render_bound_ticks` of simulated time at the latest; `complete` on the result says
+    whether the answer (or solo) was over by then."""
     clock = SimClock(0.0)
     tb = TempoMap(tempo, 0.0)
     engine = Engine(model, Sampler(temperature, top_p, seed), channel=channel, keep_history=keep_history)
     events = phrase_events(phrase, tempo) if phrase is not None else []
     if phrase is not None and not any(m.type == "note_on" and m.velocity > 0 for _, _, m in events):
-        raise ValueError("the seed phrase has no notes")
+        raise ev.MidiFileError("the seed phrase has no notes")
     mode = "call-response" if events else "solo"
-    cond = Conductor(engine, mode=mode, phrase_gap=phrase_gap, key=key, key_strength=key_strength)
+    cond = Conductor(engine, mode=mode, phrase_gap=phrase_gap, key=key, key_strength=key_strength,
+                     pedal_hold_bars=pedal_hold_bars, beats_per_bar=beats_per_bar)
     if events:
         cond.answer_beats = beats
     else:
@@ -91,13 +124,16 @@ def render(model, *, beats: float = 16.0, phrase: mido.MidiFile | None = None, t
     sink = ListSink(clock)
     sch = Scheduler(cond, clock, tb, inbox, sink, on_sent=lambda tm, _d: out.append(tm))
     sch.handle = InputRouter(sch, ControlMap())
+    bound = render_bound_ticks(cond, events[-1][0] if events else 0.0)
     sch.begin()
-    sch.run(done=lambda: cond.answers >= 1)
+    sch.run(until=tb.time_of(bound), done=lambda: cond.answers >= 1)
     sch.end()
+    if cond.answers < 1:
+        log.warning("no answer within %d ticks of simulated time; writing what was played", bound)
     start = cond.answer_start if events else 0
     answer = [TimedMessage(tm.tick - start, tm.message) for tm in out]
     played = [TimedMessage(int(round(tick)), m) for tick, _, m in events]
-    res = Rendered(answer, played, start or 0, cond.gap_end)
+    res = Rendered(answer, played, start or 0, cond.gap_end, complete=cond.answers >= 1, bound_ticks=bound)
     res.engine = engine  # for tests and the benches
     res.conductor = cond
     return res

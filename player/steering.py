@@ -13,6 +13,13 @@ Keys: with `key="auto"` the conductor tracks the key of what the keyboard plays
 few bars. A fixed key ("D minor") holds in every mode, solo too; "off" (or
 strength 0) leaves the model free.
 
+Keys and pedal that never come up (a lost note-off, a stuck or reversed pedal)
+cannot hold a phrase open for ever: a held key counts as released MAX_NOTE_TICKS
+after it was struck (four bars: the codec ends it there too), and a pedal that
+reads "down" for pedal_hold_bars bars with no key played counts as lifted then.
+A pedal that does so is taken to read "down" at rest (reversed polarity, or
+stuck): from then on its values are inverted, and this is logged once.
+
 Ticks only (24 per beat). The Conductor drives an Engine; the scheduler calls
 `update` as time passes and asks `wants` before generating ahead.
 """
@@ -28,7 +35,7 @@ import mido
 from player import keys
 from player.engine import Engine
 from player.logutil import Throttle
-from player.events import TICKS_PER_BEAT
+from player.events import MAX_NOTE_TICKS, TICKS_PER_BEAT
 
 log = logging.getLogger(__name__)
 QUIET = Throttle(log)  # a mode knob swept back and forth changes mode many times a second
@@ -42,7 +49,7 @@ class Conductor:
     def __init__(self, engine: Engine, mode: str = "call-response", phrase_gap: float = 1.0,
                  answer_bars: int = 2, beats_per_bar: int = 4, sustain_ends_phrase: bool = True,
                  align: Callable[[float, int], None] | None = None, key: str = "off",
-                 key_strength: float = 0.0) -> None:
+                 key_strength: float = 0.0, pedal_hold_bars: float = 4) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.engine = engine
@@ -53,12 +60,16 @@ class Conductor:
         self.answer_beats: float | None = None  # overrides answer_bars (render --beats)
         self.solo_beats: float | None = None  # solo/duet stop after this many beats (render)
         self.sustain_ends_phrase = sustain_ends_phrase
+        self.pedal_hold_bars = float(pedal_hold_bars)  # a pedal down this long with no key played is let go
         # align(tick_float, tick): make integer `tick` fall at the moment of `tick_float`,
         # so an answer starts at the very end of the gap, not at the next grid tick.
         self.align = align
         self.state = "listen"  # listen | answer | play
-        self.held: set[int] = set()
-        self.pedal = False
+        self.held: dict[int, float] = {}  # key -> tick it was struck, while down (at most MAX_NOTE_TICKS)
+        self.pedal = False  # the sustain pedal reads down (after the polarity is applied)
+        self.pedal_reversed = False  # the pedal reads "down" at rest: its values are inverted
+        self.pedal_since = 0.0  # tick the pedal went down
+        self.last_key = 0.0  # tick of the last key played (note-on or note-off)
         self.phrase_notes = 0  # keyboard notes since the last answer
         self.last_release = 0.0  # tick of the last note-off (or pedal release)
         self.answer_start: int | None = None
@@ -76,6 +87,15 @@ class Conductor:
     @property
     def gap_ticks(self) -> float:
         return self.phrase_gap * TICKS_PER_BEAT
+
+    @property
+    def pedal_hold_ticks(self) -> float:
+        return self.pedal_hold_bars * self.beats_per_bar * TICKS_PER_BEAT
+
+    @property
+    def hold_bound_ticks(self) -> float:
+        """The longest a held key or pedal keeps a phrase open after the last thing played."""
+        return max(MAX_NOTE_TICKS, self.pedal_hold_ticks)
 
     @property
     def answer_ticks(self) -> int:
@@ -159,14 +179,16 @@ class Conductor:
         """A keyboard note (note_on / note_off) at `tick`."""
         if self.mode == "solo":
             return
+        self._let_go(tick)
+        self.last_key = max(self.last_key, tick)
         if msg.type == "note_on" and msg.velocity > 0:
             if self.state == "answer":
                 self._cut(tick)  # a planned answer is dropped, a sounding one ends now
-            self.held.add(msg.note)
+            self.held[msg.note] = tick
             self.phrase_notes += 1
             self.tracker.note_on(msg.note, tick)
         else:
-            self.held.discard(msg.note)
+            self.held.pop(msg.note, None)
             self.last_release = tick
             self.tracker.note_off(msg.note, tick)
             if self.mode == "duet":
@@ -174,12 +196,55 @@ class Conductor:
         self.engine.hear(msg, tick)
 
     def sustain(self, value: int, tick: float) -> None:
-        down = value >= 64
+        self._let_go(tick)
+        down = (value >= 64) != self.pedal_reversed
         was, self.pedal = self.pedal, down
+        if down and not was:
+            self.pedal_since = tick
         if was and not down:
-            self.last_release = max(self.last_release, tick)
-            if self.sustain_ends_phrase and not self.held:
-                self.end_phrase(tick)
+            self._lift(tick)
+
+    def _lift(self, tick: float) -> None:
+        self.last_release = max(self.last_release, tick)
+        if self.sustain_ends_phrase and not self.held:
+            self.end_phrase(tick)
+
+    # -- keys and a pedal that stay down ------------------------------------------
+
+    def _pedal_bound(self) -> float:
+        """The tick at which the pedal, down now, counts as lifted: pedal_hold_bars after it went
+        down or after the last key played, whichever is later."""
+        return max(self.pedal_since, self.last_key) + self.pedal_hold_ticks
+
+    def _let_go(self, tick: float) -> None:
+        """Time is `tick`: keys down for MAX_NOTE_TICKS count as released (the codec ends them
+        there too), a pedal down past its bound counts as lifted and is taken to be reversed."""
+        for key, struck in list(self.held.items()):
+            if tick >= struck + MAX_NOTE_TICKS:
+                del self.held[key]
+                self.last_release = max(self.last_release, struck + MAX_NOTE_TICKS)
+                log.debug("key %d held for %d ticks: it counts as released", key, MAX_NOTE_TICKS)
+        if self.pedal and tick >= self._pedal_bound():
+            bound = self._pedal_bound()
+            self.pedal_reversed = not self.pedal_reversed
+            self.pedal = False
+            if self.pedal_reversed:
+                log.info("sustain pedal reads down at rest: treating it as reversed")
+            else:
+                log.info("sustain pedal reads up at rest again: treating it as normal")
+            self._lift(bound)
+
+    def answer_tick(self) -> float | None:
+        """The tick at which the phrase's answer begins if nothing else is played; None when no answer is due."""
+        if not (self.state == "listen" and self.mode == "call-response" and self.phrase_notes):
+            return None
+        keys_up = max([self.last_release] + [t + MAX_NOTE_TICKS for t in self.held.values()])
+        if not self.pedal:
+            return keys_up + self.gap_ticks
+        lift = self._pedal_bound()
+        if self.sustain_ends_phrase and keys_up <= lift:
+            return lift  # as a lift of the pedal: the phrase ends there
+        return max(keys_up, lift) + self.gap_ticks
 
     def end_phrase(self, tick: float) -> None:
         """The phrase-end CC (or pedal): answer now."""
@@ -215,7 +280,7 @@ class Conductor:
     def panic(self, tick: float) -> None:
         self._cut(tick)
         self.held.clear()
-        self.pedal = False
+        self.pedal = False  # (a reversed pedal stays reversed: panic says nothing of its polarity)
         self._phrase_over()
         if self.mode != "call-response":
             self._play(math.ceil(tick))
@@ -226,6 +291,7 @@ class Conductor:
         """Time is `now_tick`; the scheduler generates up to `horizon_tick`."""
         eng = self.engine
         eng.listen(now_tick)
+        self._let_go(now_tick)
         if self.state == "answer" and not eng.playing:
             self.state = "listen"
             self.answers += 1
@@ -234,18 +300,14 @@ class Conductor:
         elif self.state == "play" and not eng.playing:
             self.state = "listen"  # a bounded solo/duet has ended
             self.answers += 1
-        if self.state == "listen" and self.mode == "call-response" and self.phrase_notes \
-                and not self.held and not self.pedal:
-            gap_end = self.last_release + self.gap_ticks
-            if horizon_tick >= gap_end:
-                self._answer(gap_end)
+        gap_end = self.answer_tick()
+        # (within rounding: the scheduler wakes at time_of(gap_end) - lookahead, which maps back a hair short)
+        if gap_end is not None and horizon_tick >= gap_end - 1e-6:
+            self._answer(gap_end)
 
     def next_wake_tick(self) -> float | None:
         """The tick at which an answer would begin, if nothing else happens first."""
-        if self.state == "listen" and self.mode == "call-response" and self.phrase_notes \
-                and not self.held and not self.pedal:
-            return self.last_release + self.gap_ticks
-        return None
+        return self.answer_tick()
 
     def wants(self, horizon_tick: float) -> bool:
         eng = self.engine
