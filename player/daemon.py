@@ -142,6 +142,7 @@ class Daemon:
         self._watchdog_every = notify.watchdog_interval()
         self.out = self.inp = self.recorder = None
         self.scheduler: Scheduler | None = None
+        self._keyboard = self._solo_for_keyboard = False  # a keyboard just found; solo until one is
         self._pm_qos: int | None = None  # the open /dev/cpu_dma_latency request, if any
 
     # -- wiring ---------------------------------------------------------------
@@ -157,6 +158,7 @@ class Daemon:
         self.out = OutputPort(m.output, backend, m.client_name, wait=wait)
         log.info("MIDI output: %s", self.out.name)
         self.inp = InputPort(m.input, backend, m.client_name, wait=wait)
+        self.inp.on_reconnect = self._keyboard_found
         if self.inp.enabled:
             log.info("MIDI input: %s", self.inp.name)
 
@@ -206,11 +208,32 @@ class Daemon:
     def _on_hup(self, signum, frame) -> None:
         self._reload = True
 
+    def _keyboard_found(self, port) -> None:
+        self._keyboard = True  # (the port's thread: the loop acts on it)
+
+    def _solo_until_keyboard(self) -> None:
+        """Call-response with no keyboard connected has nothing to answer: it plays solo until one is."""
+        cond = self.scheduler.conductor
+        self._solo_for_keyboard = cond.mode == "call-response" and not (self.inp.enabled and self.inp.connected)
+        if self._solo_for_keyboard:
+            cond.mode = "solo"
+            log.info("no keyboard connected: playing solo; call-response once one is")
+
     def _alive(self, now: float) -> None:
-        """Called by the scheduler loop on every pass: the watchdog, and a pending reload."""
+        """Called by the scheduler loop on every pass: the watchdog, a pending reload, a keyboard found."""
         if self._watchdog_every is not None and now - self._last_watchdog >= self._watchdog_every:
             notify.watchdog()
             self._last_watchdog = now
+        if self._keyboard:
+            self._keyboard = False
+            if self._solo_for_keyboard:
+                self._solo_for_keyboard = False
+                sch = self.scheduler
+                log.info("keyboard %s connected: call-response", self.inp.name)
+                if sch.conductor.set_mode("call-response", sch.timebase.tick_at(now) if sch.timebase.running
+                                          else sch.engine.cursor):
+                    sch.silence()
+                self._status()
         if self._reload:
             self._reload = False
             self.reload()
@@ -247,6 +270,7 @@ class Daemon:
         cond.pedal_hold_bars = new.play.pedal_hold_bars
         sch.handle.router.controls = ControlMap.from_settings(new.controls)
         cond.mode = new.play.mode
+        self._solo_until_keyboard()
         cond._phrase_over()  # the new model has not heard the old phrase
         cond.begin(math.ceil(tick))
         cond.set_key(new.play.key, new.play.key_strength)
@@ -280,6 +304,7 @@ class Daemon:
             signal.signal(signal.SIGTERM, self._on_stop)
             signal.signal(signal.SIGINT, self._on_stop)
             signal.signal(signal.SIGHUP, self._on_hup)
+            self._solo_until_keyboard()
             sch.begin()
             status = self._status()
             notify.ready(status)

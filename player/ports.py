@@ -478,7 +478,10 @@ class OutputPort(_Port):
 
 
 class InputPort(_Port):
-    """An input by name substring, "virtual", or None/"none" (no input: get() just waits).
+    """An input by name substring, "virtual", "auto", or None/"none" (no input: get() just waits).
+
+    "auto" takes the first input that is not a "Through" port nor ours, and waits for one
+    (a keyboard plugged in later is found within a reconnect interval).
 
     The rtmidi callback (on JACK a 1 ms polling thread) stamps each message with
     time.monotonic() and queues it;
@@ -501,9 +504,19 @@ class InputPort(_Port):
         self._logged, self._logged_at = (0, 0, 0, 0), -COUNTER_LOG_S  # counters as last logged
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.enabled = bool(query) and query.lower() != "none"
-        super().__init__(query or "none", backend, client_name, reconnect_interval, callback=self._on_midi, wait=wait)
+        self.auto = (query or "").lower() == "auto"
+        super().__init__(query or "none", backend, client_name, reconnect_interval, callback=self._on_midi,
+                         wait=wait or self.auto)
         if self.enabled:
             self._start()
+
+    def _choose(self, names: list[str]) -> str | None:
+        if not self.auto:
+            return super()._choose(names)
+        found = default_output(names, self.client_name)  # the same rule as for a synth
+        if found is None:
+            raise PortNotFound("no keyboard connected")
+        return found
 
     def _on_midi(self, event, data=None) -> None:
         # rtmidi's thread (or the JACK poller, which passes its stamp): stamp first, never
