@@ -224,7 +224,9 @@ class Conductor:
                 del self.held[key]
                 self.last_release = max(self.last_release, struck + MAX_NOTE_TICKS)
                 log.debug("key %d held for %d ticks: it counts as released", key, MAX_NOTE_TICKS)
-        if self.pedal and tick >= self._pedal_bound():
+        # (call-response only: elsewhere the pedal ends nothing, and a pedal held through a solo says nothing
+        # about its polarity)
+        if self.pedal and self.mode == "call-response" and tick >= self._pedal_bound():
             bound = self._pedal_bound()
             self.pedal_reversed = not self.pedal_reversed
             self.pedal = False
