@@ -147,7 +147,8 @@ def call_response(model, folder: Path, case: str, *, tempo: float, phrase_gap: f
                     if t is None:
                         break
                     delays.append(t - t_on)
-                    time.sleep(answer_bars * 4 * beat + 0.5)  # the answer ends before the next phrase
+                    if i + 1 < len(expected):
+                        time.sleep(answer_bars * 4 * beat + 0.5)  # the answer ends before the next phrase
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
