@@ -1,14 +1,17 @@
 # The two commands of the README:
 #   make play   play the bundled model to the synth it finds (or a virtual port)
 #   make test   set up everything the tests need and run them
+# and, as root, make stage: install and play on a Pi-like arm64 Debian booted in qemu (tests/stage/).
 PYTHON ?= python3
 VENV ?= .venv
 # A second, small environment with the interpreter a 32-bit Pi uses (tflite-runtime 2.14, numpy < 2),
 # so every model the converter writes is checked in both interpreters.
 VENV_TFLITE ?= .venv-tflite
 PY := $(VENV)/bin/python
+# `make play` has an environment of its own with only what playing needs (as on a Pi: no TensorFlow).
+VENV_PLAY ?= .venv-play
 
-.PHONY: play test venv venv-tflite install uninstall clean
+.PHONY: play test stage venv venv-play venv-tflite install uninstall clean
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,19 +25,33 @@ $(VENV_TFLITE)/.stamp:
 	$(VENV_TFLITE)/bin/python -m pip install -q 'numpy<2' 'tflite-runtime==2.14.0' 'mido>=1.3'
 	touch $@
 
+$(VENV_PLAY)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV_PLAY)
+	$(VENV_PLAY)/bin/python -m pip install -q --upgrade pip
+	$(VENV_PLAY)/bin/python -m pip install -q -e '.[pi]'
+	touch $@
+
 venv: $(VENV)/.stamp
+venv-play: $(VENV_PLAY)/.stamp
 venv-tflite: $(VENV_TFLITE)/.stamp
 
 # With no MIDI system at all (no ALSA sequencer, no JACK), it says so and renders an answer to the
-# example phrase instead: cadenza-answer.mid (and .wav with fluidsynth).
-play: venv
-	$(VENV)/bin/cadenza-play --or-render cadenza-answer.mid $(ARGS)
+# example phrase instead: cadenza-answer.mid (and .wav with fluidsynth). The keyboard is the first
+# input there is (--input auto): with none it plays solo, and answers once one is plugged in.
+play: venv-play
+	$(VENV_PLAY)/bin/cadenza-play --or-render cadenza-answer.mid --input auto $(ARGS)
 
 test: venv venv-tflite
 	CADENZA_TFLITE_PYTHON=$(abspath $(VENV_TFLITE))/bin/python $(PY) -m pytest $(PYTEST_ARGS)
 
+# The real stage: a Pi-like Debian 12 (arm64, systemd, the ALSA sequencer) booted in qemu; `sudo make
+# install` from a copy of this tree, the service played to and broken in every way the README promises,
+# a reboot, `make uninstall`. Root; the image is cached in ~/.cache/cadenza/stage (tests/stage/README.md).
+stage:
+	tests/stage/stage.sh
+
 clean:
-	rm -rf $(VENV) $(VENV_TFLITE) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(VENV_PLAY) $(VENV_TFLITE) .pytest_cache build *.egg-info
 
 # ---- Installing on a Raspberry Pi (or any systemd machine) -----------------------------
 # sudo make install: a virtual environment in /opt/cadenza with only the player's
