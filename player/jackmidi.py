@@ -23,6 +23,14 @@ more cycles have run: what was sent has left for its peer.
 
 The callback needs the GIL; cffi releases it around every libjack call, so no
 thread of ours can hold it while it waits on the server (rtmidi's stall).
+
+In JACK's default asynchronous mode a client late for its cycle (an xrun) can lose
+what it or its reader wrote in that cycle; nobody is told which messages. So, where
+asked (`repeat_on_xrun`, the setting midi.jack_xrun_repeat), after every xrun the
+output sends again the silencing messages (note-off, all-notes-off,
+all-sound-off, sustain off) of the last RESEND_CYCLES cycles, each unless a later
+message undid it (the same note struck again, a note on that channel, the pedal
+down again): a doubled note-off is harmless, a lost one leaves a note hanging.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ log = logging.getLogger(__name__)
 INPUT_RING = 8192  # events between the process thread and the reader; more are counted and dropped
 OUTPUT_LIMIT = 16384  # queued messages; beyond this the server is not cycling: send() fails
 POLL_S = 0.001  # the reader's wake-up period (the rtmidi poller's too)
+RESEND_CYCLES = 64  # after an xrun, silencing messages of this many cycles go out again (21 ms at 16 frames)
 FLUSH_TIMEOUT_S = 2.0
 _IGNORED = (0xF0, 0xF7, 0xFE)  # sysex (its start and a stray end) and active sensing
 
@@ -79,6 +88,47 @@ def list_ports(backend) -> tuple[list[str], list[str]]:
             client.close()
 
 
+def _silences(data: bytes) -> tuple[str, int, int] | None:
+    """What a message switches off: ("note", ch, note), ("chan", ch, 0) for CC 120/123, ("pedal", ch, 0)."""
+    if len(data) != 3:
+        return None
+    status, ch = data[0] & 0xF0, data[0] & 0x0F
+    if status == 0x80 or (status == 0x90 and data[2] == 0):
+        return ("note", ch, data[1])
+    if status == 0xB0 and data[1] in (120, 123):
+        return ("chan", ch, 0)
+    if status == 0xB0 and data[1] == 64 and data[2] < 64:
+        return ("pedal", ch, 0)
+    return None
+
+
+def silencing_to_repeat(history: list[bytes]) -> list[bytes]:
+    """The silencing messages of `history` (oldest first) that nothing later in it undid, in order, each once."""
+    undone_notes: set[tuple[int, int]] = set()  # struck again later
+    undone_channels: set[int] = set()  # a note struck on it later
+    undone_pedals: set[int] = set()  # pedal down again later
+    keep: list[bytes] = []
+    seen: set[bytes] = set()
+    for data in reversed(history):
+        what = _silences(data)
+        if what is None:
+            if len(data) == 3 and data[0] & 0xF0 == 0x90:
+                undone_notes.add((data[0] & 0x0F, data[1]))
+                undone_channels.add(data[0] & 0x0F)
+            elif len(data) == 3 and data[0] & 0xF0 == 0xB0 and data[1] == 64:
+                undone_pedals.add(data[0] & 0x0F)
+            continue
+        kind, ch, note = what
+        if data in seen:
+            continue  # once is enough (the latest)
+        if (kind == "note" and (ch, note) not in undone_notes) or (kind == "chan" and ch not in undone_channels) \
+                or (kind == "pedal" and ch not in undone_pedals):
+            keep.append(data)
+            seen.add(data)
+    keep.reverse()
+    return keep
+
+
 class JackMidiIO:
     """One JACK client with one MIDI port (the same interface as player.portio's _RtmidiIO).
 
@@ -87,12 +137,13 @@ class JackMidiIO:
 
     jack = True
 
-    def __init__(self, backend, kind: str, client_name: str, callback=None):
+    def __init__(self, backend, kind: str, client_name: str, callback=None, repeat_on_xrun: bool = False):
         self.kind, self.client_name, self._backend, self._callback = kind, client_name, backend, callback
         self.client = _client(backend, client_name)
         self.rate = self.client.samplerate
         self.port = None
         self.cycles = 0  # process callbacks run
+        self.errors = 0  # exceptions caught in the process callback
         self.server_gone = False
         # input
         self._in: collections.deque = collections.deque()
@@ -105,19 +156,29 @@ class JackMidiIO:
         self.written = 0  # messages handed to the server
         self.deferred = 0  # cycles whose port buffer filled up: the rest went out a cycle later
         self.too_big = 0  # messages larger than the port buffer can ever take
+        self.xruns = 0
+        self.resent = 0  # silencing messages sent again after an xrun
+        self._recent: collections.deque = collections.deque()  # (cycle, bytes) written lately
+        self._send_lock = threading.Lock()  # an xrun's repeats go behind what was queued, never between
         self.client.set_process_callback(self._process)
         self.client.set_shutdown_callback(self._shutdown)
+        if kind == "output" and repeat_on_xrun:
+            self.client.set_xrun_callback(self._xrun)
         self.client.activate()
 
     # -- the process thread -------------------------------------------------------------
 
     def _process(self, frames: int) -> None:
+        # An exception escaping here would make libjack drop the client for good: count it instead.
         port = self.port
-        if port is not None:
-            if self.kind == "input":
-                self._take(port, frames)
-            else:
-                self._give(port)
+        try:
+            if port is not None:
+                if self.kind == "input":
+                    self._take(port, frames)
+                else:
+                    self._give(port)
+        except Exception:
+            self.errors += 1
         self.cycles += 1
 
     def _take(self, port, frames: int) -> None:
@@ -134,9 +195,9 @@ class JackMidiIO:
 
     def _give(self, port) -> None:
         port.clear_buffer()
-        out, n = self._out, 0
+        out, recent, n = self._out, self._recent, 0
         while out:
-            data = out[0]
+            data, repeat = out[0]
             slot = port.reserve_midi_event(0, len(data))
             if not slot:
                 if n == 0:  # an empty buffer cannot take it: it never will
@@ -148,10 +209,24 @@ class JackMidiIO:
             slot[:] = data
             out.popleft()
             n += 1
+            if not repeat:
+                recent.append((self.cycles, data))
         self.written += n
+        oldest = self.cycles - RESEND_CYCLES
+        while recent and recent[0][0] < oldest:
+            recent.popleft()
 
     def _shutdown(self, status, reason) -> None:
         self.server_gone = True
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        # JACK's notification thread. Whatever the process thread appends meanwhile is newer.
+        self.xruns += 1
+        with self._send_lock:
+            pending = [data for data, repeat in list(self._out) if not repeat]
+            again = silencing_to_repeat([data for _, data in list(self._recent)] + pending)
+            self.resent += len(again)
+            self._out.extend((data, True) for data in again)
 
     # -- the rest of the process --------------------------------------------------------
 
@@ -195,14 +270,18 @@ class JackMidiIO:
                 continue
             while ring:
                 data, t = ring.popleft()
-                callback((list(data), 0.0), t)
+                try:
+                    callback((list(data), 0.0), t)
+                except Exception:  # the reader must outlive any one message
+                    log.exception("MIDI input: a message could not be handled")
 
     def send(self, msg: mido.Message) -> None:
         if self.server_gone:
             raise OSError("the JACK server went away")
         if len(self._out) >= OUTPUT_LIMIT:
             raise OSError("the JACK server takes no data (no process cycles)")
-        self._out.append(bytes(msg.bytes()))
+        with self._send_lock:
+            self._out.append((bytes(msg.bytes()), False))
 
     def pending(self) -> int:
         return len(self._out)
@@ -232,11 +311,12 @@ class JackMidiIO:
             self._reader.join()
         self._reader = None
         port, self.port = self.port, None
-        self._out.clear()
         if port is not None and not self.server_gone:
             self._cycles_pass(1, 0.2)  # the process thread has let go of the port
             with contextlib.suppress(Exception):
                 port.unregister()
+        self._out.clear()
+        self._recent.clear()
 
     def delete(self) -> None:
         with contextlib.suppress(Exception):
