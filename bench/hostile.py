@@ -111,8 +111,7 @@ def counters(log: str) -> dict:
 
 
 def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: float = 4.0, seed: int = 1,
-        client: str = "hostile", folder: Path | None = None, mapped_controls: bool = False,
-        xrun_repeat: bool = False) -> dict:
+        client: str = "hostile", folder: Path | None = None, mapped_controls: bool = False) -> dict:
     """Flood a duet for `seconds` at `rate` messages/s; the figures as a dict. Needs a JACK server.
 
     mapped_controls: the default CC map (tempo, mode, panic... knobs in the storm: the grid
@@ -125,8 +124,7 @@ def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: floa
     # The synth is there first and the player connects to it: every message it sends must arrive.
     synth = JackReceiver(client=f"{client}-synth")
     cfg = write_config(folder, model, client=client, mode="duet", input="virtual", tempo=TEMPO,
-                       controls=None if mapped_controls else NO_CONTROLS, output=f"{client}-synth:in",
-                       xrun_repeat=xrun_repeat)
+                       controls=None if mapped_controls else NO_CONTROLS, output=f"{client}-synth:in")
     player = Player(cfg).start()
     try:
         player.wait_ready()
@@ -177,7 +175,7 @@ def _player_sent(log: str) -> int | None:
 
 
 def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: float,
-             mapped_controls: bool = True, sync: bool = True, xrun_repeat: bool = False) -> dict:
+             mapped_controls: bool = True, sync: bool = True) -> dict:
     """`runs` floods at each JACK period, each on a fresh server: crashes, notes left sounding, messages.
 
     sync=False runs jackd in its default asynchronous mode (as most users do), where a client
@@ -194,12 +192,11 @@ def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: fl
     for period in periods:
         rows = []
         for i in range(runs):
-            server = Server(f"cadenza-hostile-{period}{'' if sync else '-async'}{'-r' if xrun_repeat else ''}", period=period)
+            server = Server(f"cadenza-hostile-{period}{'' if sync else '-async'}", period=period)
             server.start()
             os.environ.update(jack_env(server.name))
             try:
-                r = run(model, seconds, rate, quiet_s=3.0, seed=1000 * period + i, mapped_controls=mapped_controls,
-                        xrun_repeat=xrun_repeat)
+                r = run(model, seconds, rate, quiet_s=3.0, seed=1000 * period + i, mapped_controls=mapped_controls)
             finally:
                 server.stop(signal.SIGTERM)
             crashed = not r["alive_after_flood"] or (r["exit_code"] or 0) < 0
@@ -247,7 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--periods", help="JACK periods, comma-separated: a campaign of --runs floods at each")
     ap.add_argument("--runs", type=int, default=20, help="floods per period in a campaign (default 20)")
     ap.add_argument("--async-jack", action="store_true", help="jackd in its default asynchronous mode (no --sync)")
-    ap.add_argument("--xrun-repeat", action="store_true", help="the player's midi.jack_xrun_repeat = true")
     ap.add_argument("--flood", metavar="PORT", help=argparse.SUPPRESS)  # the flooding client (run by run())
     args = ap.parse_args(argv)
 
@@ -264,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         model = str(converted().bundle)
     if args.periods:
         res = campaign(model, [int(p) for p in args.periods.split(",")], args.runs, args.seconds, args.rate,
-                       mapped_controls=args.mapped_controls, sync=not args.async_jack, xrun_repeat=args.xrun_repeat)
+                       mapped_controls=args.mapped_controls, sync=not args.async_jack)
         summary = {p: {k: v for k, v in t.items() if k != "runs_detail"} for p, t in res.items()}
         print(json.dumps(summary, indent=1))
         if args.json:

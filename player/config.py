@@ -56,10 +56,6 @@ class Midi:
     program: int = _f(-1, "int", -1, 127)  # -1 = keep the synth's sound; 0..127 = program change at start
     thru: bool = _f(False, "bool")  # most keyboards sound themselves; echo only for a mute controller
     input_channel: int = _f(0, "int", 0, 16)  # 0 = omni: listen to whatever channel the keyboard uses
-    # JACK: after an xrun, send the note-offs and all-notes-offs of the last ~20 ms again. In jackd's default
-    # asynchronous mode a late cycle can lose them (bench/hostile.py --async-jack); a server in synchronous
-    # mode (-S) loses nothing, and the repeats would only be noise.
-    jack_xrun_repeat: bool = _f(False, "bool")
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ class Daemon:
         # As a service, a synth or keyboard switched on after boot is waited for (and played to when it
         # appears); from a terminal, a name that matches nothing is a one-line error right away.
         wait = under_systemd()
-        self.out = OutputPort(m.output, backend, m.client_name, wait=wait, repeat_on_xrun=m.jack_xrun_repeat)
+        self.out = OutputPort(m.output, backend, m.client_name, wait=wait)
         log.info("MIDI output: %s", self.out.name)
         self.inp = InputPort(m.input, backend, m.client_name, wait=wait)
         self.inp.on_reconnect = self._keyboard_found

@@ -1,13 +1,14 @@
 """JACK MIDI through the system's libjack (the JACK-Client package), with the process callback ours.
 
-Why not python-rtmidi on JACK (measured with jackd 1.9.21, python-rtmidi 1.5.8, a
-flood of ~19,000 messages/s with sysex of 1 to 600 bytes, see bench/hostile.py):
+Why not python-rtmidi on JACK (jackd 1.9.21, python-rtmidi 1.5.8, a flood of
+~20,000 messages/s with sysex up to 1 kB: bench/hostile.py, figures in bench/README.md):
 
-- rtmidi's JACK input copies every event into one shared `std::vector` inside JACK's
-  process thread and hands it over through a lock-free queue without memory barriers,
-  read by another thread; under a flood at a 16- or 64-frame period the process
-  thread crashed in `std::vector::push_back` (SIGSEGV): a native thread no Python can
-  guard, and the player's sounding notes were left hanging at the synth.
+- under the flood, with jackd in its default asynchronous mode at a 16-frame period,
+  the player died of SIGSEGV in most runs, in rtmidi's JACK input callback
+  (`jackProcessIn` -> `std::vector::push_back`: every event is copied in JACK's
+  thread into one shared message, checked by nothing, and queued to another thread
+  through a ring without memory barriers): a native thread no Python can guard, and
+  the notes it left sounding hung at the synth.
 - rtmidi's JACK output writes its whole ring buffer into the port buffer each cycle
   and silently throws away whatever does not fit (`jack_midi_event_reserve` returns
   NULL); its send spins, holding the GIL, while its ring buffer is full.
@@ -23,14 +24,6 @@ more cycles have run: what was sent has left for its peer.
 
 The callback needs the GIL; cffi releases it around every libjack call, so no
 thread of ours can hold it while it waits on the server (rtmidi's stall).
-
-In JACK's default asynchronous mode a client late for its cycle (an xrun) can lose
-what it or its reader wrote in that cycle; nobody is told which messages. So, where
-asked (`repeat_on_xrun`, the setting midi.jack_xrun_repeat), after every xrun the
-output sends again the silencing messages (note-off, all-notes-off,
-all-sound-off, sustain off) of the last RESEND_CYCLES cycles, each unless a later
-message undid it (the same note struck again, a note on that channel, the pedal
-down again): a doubled note-off is harmless, a lost one leaves a note hanging.
 """
 
 from __future__ import annotations
@@ -50,7 +43,6 @@ log = logging.getLogger(__name__)
 INPUT_RING = 8192  # events between the process thread and the reader; more are counted and dropped
 OUTPUT_LIMIT = 16384  # queued messages; beyond this the server is not cycling: send() fails
 POLL_S = 0.001  # the reader's wake-up period (the rtmidi poller's too)
-RESEND_CYCLES = 64  # after an xrun, silencing messages of this many cycles go out again (21 ms at 16 frames)
 FLUSH_TIMEOUT_S = 2.0
 _IGNORED = (0xF0, 0xF7, 0xFE)  # sysex (its start and a stray end) and active sensing
 
@@ -88,47 +80,6 @@ def list_ports(backend) -> tuple[list[str], list[str]]:
             client.close()
 
 
-def _silences(data: bytes) -> tuple[str, int, int] | None:
-    """What a message switches off: ("note", ch, note), ("chan", ch, 0) for CC 120/123, ("pedal", ch, 0)."""
-    if len(data) != 3:
-        return None
-    status, ch = data[0] & 0xF0, data[0] & 0x0F
-    if status == 0x80 or (status == 0x90 and data[2] == 0):
-        return ("note", ch, data[1])
-    if status == 0xB0 and data[1] in (120, 123):
-        return ("chan", ch, 0)
-    if status == 0xB0 and data[1] == 64 and data[2] < 64:
-        return ("pedal", ch, 0)
-    return None
-
-
-def silencing_to_repeat(history: list[bytes]) -> list[bytes]:
-    """The silencing messages of `history` (oldest first) that nothing later in it undid, in order, each once."""
-    undone_notes: set[tuple[int, int]] = set()  # struck again later
-    undone_channels: set[int] = set()  # a note struck on it later
-    undone_pedals: set[int] = set()  # pedal down again later
-    keep: list[bytes] = []
-    seen: set[bytes] = set()
-    for data in reversed(history):
-        what = _silences(data)
-        if what is None:
-            if len(data) == 3 and data[0] & 0xF0 == 0x90:
-                undone_notes.add((data[0] & 0x0F, data[1]))
-                undone_channels.add(data[0] & 0x0F)
-            elif len(data) == 3 and data[0] & 0xF0 == 0xB0 and data[1] == 64:
-                undone_pedals.add(data[0] & 0x0F)
-            continue
-        kind, ch, note = what
-        if data in seen:
-            continue  # once is enough (the latest)
-        if (kind == "note" and (ch, note) not in undone_notes) or (kind == "chan" and ch not in undone_channels) \
-                or (kind == "pedal" and ch not in undone_pedals):
-            keep.append(data)
-            seen.add(data)
-    keep.reverse()
-    return keep
-
-
 class JackMidiIO:
     """One JACK client with one MIDI port (the same interface as player.portio's _RtmidiIO).
 
@@ -137,7 +88,7 @@ class JackMidiIO:
 
     jack = True
 
-    def __init__(self, backend, kind: str, client_name: str, callback=None, repeat_on_xrun: bool = False):
+    def __init__(self, backend, kind: str, client_name: str, callback=None):
         self.kind, self.client_name, self._backend, self._callback = kind, client_name, backend, callback
         self.client = _client(backend, client_name)
         self.rate = self.client.samplerate
@@ -156,14 +107,8 @@ class JackMidiIO:
         self.written = 0  # messages handed to the server
         self.deferred = 0  # cycles whose port buffer filled up: the rest went out a cycle later
         self.too_big = 0  # messages larger than the port buffer can ever take
-        self.xruns = 0
-        self.resent = 0  # silencing messages sent again after an xrun
-        self._recent: collections.deque = collections.deque()  # (cycle, bytes) written lately
-        self._send_lock = threading.Lock()  # an xrun's repeats go behind what was queued, never between
         self.client.set_process_callback(self._process)
         self.client.set_shutdown_callback(self._shutdown)
-        if kind == "output" and repeat_on_xrun:
-            self.client.set_xrun_callback(self._xrun)
         self.client.activate()
 
     # -- the process thread -------------------------------------------------------------
@@ -195,9 +140,9 @@ class JackMidiIO:
 
     def _give(self, port) -> None:
         port.clear_buffer()
-        out, recent, n = self._out, self._recent, 0
+        out, n = self._out, 0
         while out:
-            data, repeat = out[0]
+            data = out[0]
             slot = port.reserve_midi_event(0, len(data))
             if not slot:
                 if n == 0:  # an empty buffer cannot take it: it never will
@@ -209,24 +154,10 @@ class JackMidiIO:
             slot[:] = data
             out.popleft()
             n += 1
-            if not repeat:
-                recent.append((self.cycles, data))
         self.written += n
-        oldest = self.cycles - RESEND_CYCLES
-        while recent and recent[0][0] < oldest:
-            recent.popleft()
 
     def _shutdown(self, status, reason) -> None:
         self.server_gone = True
-
-    def _xrun(self, delayed_usecs: float) -> None:
-        # JACK's notification thread. Whatever the process thread appends meanwhile is newer.
-        self.xruns += 1
-        with self._send_lock:
-            pending = [data for data, repeat in list(self._out) if not repeat]
-            again = silencing_to_repeat([data for _, data in list(self._recent)] + pending)
-            self.resent += len(again)
-            self._out.extend((data, True) for data in again)
 
     # -- the rest of the process --------------------------------------------------------
 
@@ -280,8 +211,7 @@ class JackMidiIO:
             raise OSError("the JACK server went away")
         if len(self._out) >= OUTPUT_LIMIT:
             raise OSError("the JACK server takes no data (no process cycles)")
-        with self._send_lock:
-            self._out.append((bytes(msg.bytes()), False))
+        self._out.append(bytes(msg.bytes()))
 
     def pending(self) -> int:
         return len(self._out)
@@ -316,7 +246,6 @@ class JackMidiIO:
             with contextlib.suppress(Exception):
                 port.unregister()
         self._out.clear()
-        self._recent.clear()
 
     def delete(self) -> None:
         with contextlib.suppress(Exception):

@@ -228,8 +228,7 @@ class _Port:
         if _is_jack(self._backend):
             _JackWatch.before_new_client()
             io_cls = jackmidi.JackMidiIO
-        kw = {"repeat_on_xrun": getattr(self, "repeat_on_xrun", False)} if io_cls is jackmidi.JackMidiIO else {}
-        io = io_cls(self._backend, self.kind, self.client_name, self._callback, **kw)
+        io = io_cls(self._backend, self.kind, self.client_name, self._callback)
         with self._lock:
             self._io = io
         if getattr(io, "jack", False):
@@ -370,10 +369,8 @@ class OutputPort(_Port):
     kind = "output"
 
     def __init__(self, query: str, backend, client_name: str = "cadenza", *, wait: bool = False,
-                 silence_channels=ALL_CHANNELS, reconnect_interval: float = RECONNECT_INTERVAL_S,
-                 repeat_on_xrun: bool = False):
+                 silence_channels=ALL_CHANNELS, reconnect_interval: float = RECONNECT_INTERVAL_S):
         super().__init__(query or "", backend, client_name, reconnect_interval, wait=wait)
-        self.repeat_on_xrun = repeat_on_xrun  # JACK: see player.jackmidi
         self.dropped = 0  # messages sent while the port was lost (or that failed)
         self.sent = 0
         self._sounding: set[tuple[int, int]] = set()  # (channel 0..15, note)

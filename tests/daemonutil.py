@@ -26,11 +26,11 @@ CADENZA_PLAY = Path(sys.executable).parent / "cadenza-play"  # the installed con
 
 def write_config(folder: Path, model: str | Path, *, client: str, mode: str = "solo", input: str = "none",
                  tempo: float = 100.0, seed: int | None = 1, controls: dict | None = None, extra: str = "",
-                 name: str = "config.toml", output: str = "virtual", xrun_repeat: bool = False) -> Path:
+                 name: str = "config.toml", output: str = "virtual") -> Path:
     """A config file like the service's /etc/cadenza/config.toml, for JACK (virtual ports by default)."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f'model = "{model}"', "", "[midi]", 'backend = "jack"', f'output = "{output}"', f'input = "{input}"',
-             f'client_name = "{client}"'] + (["jack_xrun_repeat = true"] if xrun_repeat else []) + ["", "[play]", f'mode = "{mode}"', f"tempo = {tempo}"]
+             f'client_name = "{client}"', "", "[play]", f'mode = "{mode}"', f"tempo = {tempo}"]
     if seed is not None:
         lines.append(f"seed = {seed}")
     if controls:

@@ -582,39 +582,3 @@ def test_failed_send_marks_the_port_lost(jack):
         out.maintain()  # a virtual port is simply reopened
         assert out.connected and out.send(mido.Message("note_on", note=60))
 
-
-def test_xrun_repeats_only_silences_nothing_undid():
-    from player.jackmidi import silencing_to_repeat
-
-    on, off = (lambda n, ch=0: bytes([0x90 | ch, n, 100])), (lambda n, ch=0: bytes([0x80 | ch, n, 0]))
-    cc = lambda c, v, ch=0: bytes([0xB0 | ch, c, v])  # noqa: E731
-    history = [on(60), off(60), on(60), off(62), bytes([0x91, 64, 0]), cc(123, 0, 1), cc(64, 0), cc(64, 127),
-               cc(120, 0, 2), cc(7, 100, 2), on(61, 3), off(61, 3)]
-    assert silencing_to_repeat(history) == [off(62), bytes([0x91, 64, 0]), cc(123, 0, 1), cc(120, 0, 2), off(61, 3)]
-    # The re-struck 60 and the pedal pressed again are left alone.
-
-
-@pytest.mark.jack
-def test_xrun_sends_the_recent_silences_again(jack):
-    from tests.jackutil import JackReceiver
-
-    with JackReceiver(client="xrun-synth") as synth:
-        with OutputPort("xrun-synth", jack, client_name="cadenza-xrun", repeat_on_xrun=True) as out:
-            synth.settle()
-            synth_len = len(synth.messages())
-            out.send(mido.Message("note_on", note=60, velocity=90))
-            out.send(mido.Message("note_off", note=60))
-            out.send(mido.Message("note_on", note=64, velocity=90))
-            assert out.flush()
-            resent = out._io.resent
-            out._io._xrun(0.0)  # as JACK's notification thread calls it (within RESEND_CYCLES of the sends)
-            assert out.flush()
-            synth.settle()
-            got = synth.messages()[synth_len:]
-            assert out._io.resent > resent
-        # The note-off again (also after any real xrun meanwhile), never one for the sounding 64.
-        off60 = mido.Message("note_off", note=60)  # mido's default velocity, as sent
-        before_close = got
-        assert before_close[:3] == [mido.Message("note_on", note=60, velocity=90), off60,
-                                    mido.Message("note_on", note=64, velocity=90)]
-        assert len(before_close) > 3 and all(m == off60 for m in before_close[3:]), before_close
