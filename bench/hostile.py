@@ -175,16 +175,17 @@ def _player_sent(log: str) -> int | None:
 
 
 def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: float,
-             mapped_controls: bool = True, sync: bool = True) -> dict:
+             mapped_controls: bool = True, sync: bool = True, realtime: bool = False) -> dict:
     """`runs` floods at each JACK period, each on a fresh server: crashes, notes left sounding, messages.
 
     sync=False runs jackd in its default asynchronous mode (as most users do), where a client
     late for its cycle makes the server hand a reader a stale buffer or skip a fresh one: messages
     can then be lost or doubled by JACK itself, not by the player.
     """
-    from tests.jackutil import JackServer, jack_env
+    from bench.jackrig import BenchJackServer
+    from tests.jackutil import jack_env
 
-    class Server(JackServer):
+    class Server(BenchJackServer):
         def command(self) -> list[str]:
             return [a for a in super().command() if sync or a != "--sync"]
 
@@ -192,7 +193,9 @@ def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: fl
     for period in periods:
         rows = []
         for i in range(runs):
-            server = Server(f"cadenza-hostile-{period}{'' if sync else '-async'}", period=period)
+            server = Server(f"cadenza-hostile-{period}{'' if sync else '-async'}{'-rt' if realtime else ''}"
+                            f"{os.environ.get('CADENZA_HOSTILE_TAG', '')}",
+                            period=period, realtime=realtime)
             server.start()
             os.environ.update(jack_env(server.name))
             try:
@@ -244,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--periods", help="JACK periods, comma-separated: a campaign of --runs floods at each")
     ap.add_argument("--runs", type=int, default=20, help="floods per period in a campaign (default 20)")
     ap.add_argument("--async-jack", action="store_true", help="jackd in its default asynchronous mode (no --sync)")
+    ap.add_argument("--realtime", action="store_true",
+                    help="jackd with real-time scheduling (-R, its default; needs the privilege)")
     ap.add_argument("--flood", metavar="PORT", help=argparse.SUPPRESS)  # the flooding client (run by run())
     args = ap.parse_args(argv)
 
@@ -260,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         model = str(converted().bundle)
     if args.periods:
         res = campaign(model, [int(p) for p in args.periods.split(",")], args.runs, args.seconds, args.rate,
-                       mapped_controls=args.mapped_controls, sync=not args.async_jack)
+                       mapped_controls=args.mapped_controls, sync=not args.async_jack,
+                       realtime=args.realtime)
         summary = {p: {k: v for k, v in t.items() if k != "runs_detail"} for p, t in res.items()}
         print(json.dumps(summary, indent=1))
         if args.json:

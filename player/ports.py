@@ -470,6 +470,11 @@ class OutputPort(_Port):
         if self.connected:
             self.all_notes_off()
             self.flush()  # the silence must leave before the port does
+            if _is_jack(self._backend):
+                # jackd's default asynchronous mode loses what a client late for its cycle wrote (nobody
+                # is told): the closing CC 123 / CC 64 go out once more, a few cycles later.
+                self.all_notes_off()
+                self.flush()
 
     def flush(self, timeout: float = 2.0) -> bool:
         """Until what was sent has left this process (JACK: queued messages paced out); False on timeout."""

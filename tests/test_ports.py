@@ -542,7 +542,7 @@ def test_jack_burst_arrives_whole_and_in_order(jack):
     assert sent == 4096 and out.dropped == 0
     notes = [m for m in got if m.type == "note_off"]
     assert notes == msgs  # all of them, in order, after the open's silence and before the close's
-    assert len(got) == len(msgs) + 2 * 2 * 16
+    assert len(got) == len(msgs) + 3 * 2 * 16  # CC 123 and 64 on 16 channels at the open, and twice at the close
     print(f"4096-message burst: {deferred} cycles filled their port buffer")
 
 
