@@ -27,9 +27,14 @@ case $ARCH in
   armhf) qemu=qemu-system-arm machine="-M virt,highmem=off -cpu cortex-a15" console=ttyAMA0 ;;
   *) echo "stage: ARCH is arm64 or armhf" >&2; exit 2 ;;
 esac
+# qemu-user runs the foreign packages' scripts while the image is built: binfmt_misc must be mounted
+# (before qemu-user-static is installed, so that its package registers the interpreters).
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
 need=()
 for t in "$qemu:qemu-system-arm" qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
-         mmdebstrap:mmdebstrap arch-test:arch-test zstd:zstd mkfs.ext4:e2fsprogs qemu-img:qemu-utils; do
+         mmdebstrap:mmdebstrap arch-test:arch-test mkfs.ext4:e2fsprogs qemu-img:qemu-utils; do
   command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -37,10 +42,6 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
-# qemu-user runs the foreign packages' scripts while the image is built: binfmt_misc must be mounted.
-if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
-  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 fi
 [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable >/dev/null 2>&1 || true
 

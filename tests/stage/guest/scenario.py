@@ -5,8 +5,8 @@
 Part 1 (first boot): `sudo make install` as the README says, then the service as a Pi runs it:
 a synth switched on late, a keyboard's phrase and its answer, a flood, the synth unplugged and
 back, reload, stop, crashes, a frozen player, a broken config, PM QoS, the sandbox's exposure,
-the journal; then it asks run.sh for a reboot. Part 2: the service back after the reboot, and
-`make uninstall`. Each check appends one line to SHARE/results.txt:
+the journal; then it asks run.sh for a reboot. Part 2: the service back after the reboot, the
+README's step-time bench run with the installed environment, and `make uninstall`. Each check appends one line to SHARE/results.txt:
 
     PASS name: figure          FAIL name: figure (and why)
 
@@ -286,7 +286,7 @@ def c_enabled() -> bool:
 
 
 @check("ready-sandboxed")
-def c_ready(state: dict) -> bool:
+def c_ready() -> bool:
     write_config("solo")
     c = cursor()
     t0 = time.monotonic()
@@ -303,7 +303,6 @@ def c_ready(state: dict) -> bool:
     fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")] if pid else []
     seq = "/dev/snd/seq" in fds
     waiting = journal_has(r"no MIDI output matches .*stage-synth.*waiting for it", c)
-    state["pid"] = pid
     ok = ok and dynamic and audio in groups and seq and bool(ready)
     return result(ok, "ready-sandboxed",
                   f"READY {secs:.1f} s after restart ({ready.split(': ', 1)[-1][:60]}), uid {uid} ({'a' if dynamic else 'NOT a'} DynamicUser), "
@@ -333,7 +332,7 @@ def c_synth_late(synth: Synth) -> bool:
 
 
 @check("reload")
-def c_reload(state: dict, synth: Synth) -> bool:
+def c_reload(synth: Synth) -> bool:
     pid = main_pid()
     write_config("call-response", tempo=120.0)
     c = cursor()
@@ -522,13 +521,12 @@ def part1(tree: str) -> None:
     if not Path(VENV_PY).exists():
         return
     c_enabled()
-    state: dict = {}
     c0 = cursor()
-    c_ready(state)
+    c_ready()
     c_pm_qos(c0)
     synth = Synth(tree)
     c_synth_late(synth)
-    c_reload(state, synth)
+    c_reload(synth)
     keys = c_keyboard(synth) or Keys(tree)
     c_phrase(keys, synth)
     c_flood(keys, synth)
