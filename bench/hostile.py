@@ -164,7 +164,7 @@ def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: floa
         "grid_quiet": _grid_vs(quiet, quiet, SPT), "grid_flood": _grid_vs(quiet, flooded, SPT),
         "grid_after": _grid_vs(quiet, after, SPT), **{f"input_{k}": v for k, v in counters(log).items()},
         "error_lines": [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line][:5],
-        "player_sent": _player_sent(log), "synth_received": len(events),
+        "player_sent": _player_sent(log), "synth_received": len(events), "synth_torn_cycles": synth.torn,
     }
     return res
 
@@ -205,7 +205,8 @@ def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: fl
             crashed = not r["alive_after_flood"] or (r["exit_code"] or 0) < 0
             rows.append({"crashed": crashed, "exit_code": r["exit_code"], "left_sounding": r["left_sounding"],
                          "messages_sent": r["messages_sent"], "player_sent": r["player_sent"],
-                         "synth_received": r["synth_received"], "error_lines": r["error_lines"]})
+                         "synth_received": r["synth_received"], "synth_torn_cycles": r["synth_torn_cycles"],
+                         "error_lines": r["error_lines"]})
             print(json.dumps({"period": period, "run": i, **rows[-1]}), flush=True)
         table[period] = {
             "runs": len(rows), "crashes": sum(r["crashed"] for r in rows),

@@ -80,6 +80,42 @@ def list_ports(backend) -> tuple[list[str], list[str]]:
             client.close()
 
 
+MAX_EVENTS = 4096  # a JACK MIDI buffer (32 KB) holds at most ~2,730 events: more is a torn buffer
+MAX_SPAN = 1 << 16  # no event's bytes lie further than this from the buffer's start
+
+
+def read_events(port, frames: int) -> list[bytes] | None:
+    """The MIDI events in an input port's buffer this cycle; None when the buffer is not sane.
+
+    In jackd's asynchronous mode a reader can see a buffer its writer is tearing down or
+    rewriting (a peer that just left): an event count in the millions, offsets pointing
+    anywhere. JACK checks neither; copying such an event is what crashed rtmidi, and
+    iterating the count hangs the callback. So the count and every event's place and
+    size are checked against the buffer before a byte is copied.
+    """
+    import jack
+
+    lib, ffi = jack._lib, jack._ffi
+    buf = lib.jack_port_get_buffer(port._ptr, frames)
+    if buf == ffi.NULL:
+        return None
+    count = lib.jack_midi_get_event_count(buf)
+    if count > MAX_EVENTS:
+        return None
+    start = int(ffi.cast("uintptr_t", buf))
+    event = port._event
+    out = []
+    for i in range(count):
+        if lib.jack_midi_event_get(event, buf, i):
+            return None
+        size = event.size
+        where = int(ffi.cast("uintptr_t", event.buffer)) - start
+        if not 0 < size <= MAX_SPAN or event.time >= frames or not 0 <= where <= MAX_SPAN - size:
+            return None
+        out.append(bytes(ffi.buffer(event.buffer, size)))
+    return out
+
+
 class JackMidiIO:
     """One JACK client with one MIDI port (the same interface as player.portio's _RtmidiIO).
 
@@ -100,6 +136,7 @@ class JackMidiIO:
         self._in: collections.deque = collections.deque()
         self.dropped = 0  # input events over INPUT_RING
         self.ignored = 0  # sysex and active sensing
+        self.torn = 0  # cycles whose input buffer was not sane (skipped whole)
         self._reader: threading.Thread | None = None
         self._reader_stop = threading.Event()
         # output
@@ -129,9 +166,12 @@ class JackMidiIO:
     def _take(self, port, frames: int) -> None:
         now = time.monotonic()
         ring, ignored = self._in, _IGNORED
-        for _offset, event in port.incoming_midi_events():
-            data = bytes(event)  # the buffer is reused for the next event
-            if not data or data[0] in ignored:
+        events = read_events(port, frames)
+        if events is None:
+            self.torn += 1
+            return
+        for data in events:
+            if data[0] in ignored:
                 self.ignored += 1
             elif len(ring) >= INPUT_RING:
                 self.dropped += 1

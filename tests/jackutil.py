@@ -157,10 +157,10 @@ class _JackClient:
             self.wait_cycles(2)  # a new connection carries data from the next cycle on
 
     def _process_cycle(self, frames: int) -> None:
-        self._process(self._port)
+        self._process(self._port, frames)
         self.cycles += 1
 
-    def _process(self, port) -> None:
+    def _process(self, port, frames: int) -> None:
         raise NotImplementedError
 
     def wait_cycles(self, n: int, timeout: float = 2.0) -> bool:
@@ -200,16 +200,22 @@ class JackReceiver(_JackClient):
     kind = "in"
 
     def __init__(self, source: str | None = None, client: str = "synth"):
+        self.torn = 0  # cycles whose buffer was not sane (player.jackmidi.read_events)
         self.events: list[tuple[int, list[int]]] = []
         self._cond = threading.Condition()
         self._open(client, source)
 
-    def _process(self, port) -> None:
+    def _process(self, port, frames: int) -> None:
+        from player.jackmidi import read_events
+
         batch = []
         t = time.monotonic_ns()
-        for _offset, event in port.incoming_midi_events():
-            data = bytes(event)
-            if data and data[0] not in (0xF0, 0xFE):
+        events = read_events(port, frames)
+        if events is None:
+            self.torn += 1
+            return
+        for data in events:
+            if data[0] not in (0xF0, 0xFE):
                 batch.append((t, list(data)))
         if batch:
             with self._cond:
@@ -261,7 +267,7 @@ class JackSender(_JackClient):
         self.refused = 0
         self._open(client, target)
 
-    def _process(self, port) -> None:
+    def _process(self, port, frames: int) -> None:
         port.clear_buffer()
         q, n = self._queue, 0
         while q:
