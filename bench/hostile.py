@@ -191,7 +191,8 @@ def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: fl
 
     table = {}
     for period in periods:
-        rows = []
+        rows: list[dict] = []
+        failed: list[str] = []
         for i in range(runs):
             server = Server(f"cadenza-hostile-{period}{'' if sync else '-async'}{'-rt' if realtime else ''}"
                             f"{os.environ.get('CADENZA_HOSTILE_TAG', '')}",
@@ -200,6 +201,10 @@ def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: fl
             os.environ.update(jack_env(server.name))
             try:
                 r = run(model, seconds, rate, quiet_s=3.0, seed=1000 * period + i, mapped_controls=mapped_controls)
+            except AssertionError as e:  # the player did not start (a JACK server that died under us, say)
+                print(json.dumps({"period": period, "run": i, "start_failed": str(e)[-300:]}), flush=True)
+                failed.append(str(e)[-300:])
+                continue
             finally:
                 server.stop(signal.SIGTERM)
             crashed = not r["alive_after_flood"] or (r["exit_code"] or 0) < 0
@@ -209,7 +214,7 @@ def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: fl
                          "error_lines": r["error_lines"]})
             print(json.dumps({"period": period, "run": i, **rows[-1]}), flush=True)
         table[period] = {
-            "runs": len(rows), "crashes": sum(r["crashed"] for r in rows),
+            "runs": len(rows), "failed_to_start": len(failed), "crashes": sum(r["crashed"] for r in rows),
             "runs_with_notes_left": sum(r["left_sounding"] > 0 for r in rows),
             "notes_left_sounding": sum(r["left_sounding"] for r in rows),
             "messages_sent_median": sorted(r["messages_sent"] for r in rows)[len(rows) // 2],

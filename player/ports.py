@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 API_ALIASES = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE", "windows": "WINDOWS_MM"}
 RECONNECT_INTERVAL_S = 1.0  # how often a port checks its peer; a lost synth is back within a second
 JACK_GUARD_SENDS = 500  # JACK: check the server inline after this many sends
+JACK_SILENCE_AGAIN_S = 0.05  # JACK: the closing silence is sent twice, this far apart
 COUNTER_LOG_S = 10.0  # an input that drops or cannot parse says so at most this often
 # An input takes at most INPUT_RATE messages a second (bursts of INPUT_BURST), twice what a
 # MIDI cable carries (~1000 three-byte messages/s): a flood from a broken device or a
@@ -472,7 +473,9 @@ class OutputPort(_Port):
             self.flush()  # the silence must leave before the port does
             if _is_jack(self._backend):
                 # jackd's default asynchronous mode loses what a client late for its cycle wrote (nobody
-                # is told): the closing CC 123 / CC 64 go out once more, a few cycles later.
+                # is told), and a late client is often late for several cycles in a row: the closing
+                # CC 123 / CC 64 go out once more, JACK_SILENCE_AGAIN_S later.
+                time.sleep(JACK_SILENCE_AGAIN_S)
                 self.all_notes_off()
                 self.flush()
 
