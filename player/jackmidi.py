@@ -68,13 +68,16 @@ def _client(backend, name: str):
         raise PortError(_explain(backend, RuntimeError(f"JACK: {e}"))) from None
 
 
+def _peers(client, readable: bool) -> list[str]:
+    """MIDI ports we can read from (readable: others' outputs) or write to (others' inputs)."""
+    return [p.name for p in client.get_ports(is_midi=True, is_output=readable, is_input=not readable)]
+
+
 def list_ports(backend) -> tuple[list[str], list[str]]:
     """(inputs, outputs) as rtmidi names them: ports we can read from, ports we can write to."""
     client = _client(backend, "cadenza-list")
     try:
-        readable = [p.name for p in client.get_ports(is_midi=True, is_output=True)]
-        writable = [p.name for p in client.get_ports(is_midi=True, is_input=True)]
-        return readable, writable
+        return _peers(client, True), _peers(client, False)
     finally:
         with contextlib.suppress(Exception):
             client.close()
@@ -116,6 +119,30 @@ def read_events(port, frames: int) -> list[bytes] | None:
     return out
 
 
+def write_queued(port, queue: collections.deque) -> tuple[int, int, int]:
+    """In a process callback: the queue's messages into the port buffer while it has room.
+
+    Returns (written, full, too_big): full is 1 when the buffer filled up (about 2,700
+    short messages at any period) and the rest waits for the next cycle; a message an
+    empty buffer cannot take never fits and is dropped, counted in too_big.
+    """
+    port.clear_buffer()
+    n = too_big = 0
+    while queue:
+        data = queue[0]
+        slot = port.reserve_midi_event(0, len(data))
+        if not slot:
+            if n:
+                return n, 1, too_big
+            queue.popleft()
+            too_big += 1
+            continue
+        slot[:] = data
+        queue.popleft()
+        n += 1
+    return n, 0, too_big
+
+
 class JackMidiIO:
     """One JACK client with one MIDI port (the same interface as player.portio's _RtmidiIO).
 
@@ -127,7 +154,6 @@ class JackMidiIO:
     def __init__(self, backend, kind: str, client_name: str, callback=None):
         self.kind, self.client_name, self._backend, self._callback = kind, client_name, backend, callback
         self.client = _client(backend, client_name)
-        self.rate = self.client.samplerate
         self.port = None
         self.cycles = 0  # process callbacks run
         self.errors = 0  # exceptions caught in the process callback
@@ -179,22 +205,10 @@ class JackMidiIO:
                 ring.append((data, now))
 
     def _give(self, port) -> None:
-        port.clear_buffer()
-        out, n = self._out, 0
-        while out:
-            data = out[0]
-            slot = port.reserve_midi_event(0, len(data))
-            if not slot:
-                if n == 0:  # an empty buffer cannot take it: it never will
-                    out.popleft()
-                    self.too_big += 1
-                    continue
-                self.deferred += 1  # full (about 2,700 short messages at any period): the rest next cycle
-                break
-            slot[:] = data
-            out.popleft()
-            n += 1
-        self.written += n
+        written, full, too_big = write_queued(port, self._out)
+        self.written += written
+        self.deferred += full
+        self.too_big += too_big
 
     def _shutdown(self, status, reason) -> None:
         self.server_gone = True
@@ -203,9 +217,7 @@ class JackMidiIO:
 
     def names(self) -> list[str]:
         """Peers in the other direction: outputs for an input, inputs for an output."""
-        if self.kind == "input":
-            return [p.name for p in self.client.get_ports(is_midi=True, is_output=True)]
-        return [p.name for p in self.client.get_ports(is_midi=True, is_input=True)]
+        return _peers(self.client, readable=self.kind == "input")
 
     def open(self, name: str | None) -> str:
         """Register our port and connect it to the named peer (None: a port of our own only)."""

@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import weakref
 
 import mido
@@ -20,7 +19,6 @@ import mido
 log = logging.getLogger(__name__)
 
 RTMIDI = "mido.backends.rtmidi"
-CONNECT_SETTLE_S = 0.05  # JACK: a new connection carries data after a cycle or two (21 ms at 1024 frames)
 
 
 class PortError(Exception):
@@ -89,29 +87,20 @@ def _quiet_stderr():
 
 
 class _RtmidiIO:
-    """One rtmidi object (one ALSA/JACK client) and its one open port.
+    """One rtmidi object (one ALSA or CoreMIDI/Windows client) and its one open port.
 
-    An input hands its messages to `callback(event, t)`: on ALSA (and CoreMIDI...) from
-    rtmidi's callback in rtmidi's own thread, t = None (the callee stamps). On JACK,
-    rtmidi would call back from JACK's process thread, where a Python callback needs
-    the GIL: whenever another thread holds it (python-rtmidi holds it even while it
-    blocks on the JACK server) the whole JACK graph waits, and closing a port while
-    an input was active stalled for 5 s (measured). So on JACK a thread polls
-    rtmidi's queue every POLL_S and stamps each message from rtmidi's deltas.
+    An input hands its messages to `callback(event, t)` from rtmidi's callback in
+    rtmidi's own thread, t = None (the callee stamps). JACK ports are
+    player.jackmidi's, not this class's.
     """
-
-    POLL_S = 0.001
 
     def __init__(self, backend, kind: str, client_name: str, callback=None):
         import rtmidi
 
         cls = rtmidi.MidiIn if kind == "input" else rtmidi.MidiOut
         self.kind, self.api, self.client_name = kind, backend.api, client_name
-        self.jack = _is_jack(backend)
         self._backend = backend
         self._callback = callback
-        self._poller: threading.Thread | None = None
-        self._poll_stop = threading.Event()
         kw = {"queue_size_limit": 8192} if kind == "input" else {}
         try:
             self.rt = cls(rtapi=_api_id(backend), name=client_name, **kw)
@@ -155,44 +144,14 @@ class _RtmidiIO:
             self.rt.open_port(names.index(name), short)
             resolved = name
         if self.kind == "input":
-            if self.jack:
-                self._poll_stop.clear()
-                self._poller = threading.Thread(target=self._poll, name="midi-input-poll", daemon=True)
-                self._poller.start()
-            else:
-                self.rt.set_callback(self._callback)
-        if self.jack and name is not None:
-            time.sleep(CONNECT_SETTLE_S)
+            self.rt.set_callback(self._callback)
         return resolved
-
-    def _poll(self) -> None:
-        rt, callback = self.rt, self._callback
-        while not self._poll_stop.is_set():
-            batch = []
-            while True:
-                event = rt.get_message()  # ([bytes], seconds since the message before)
-                if not event:
-                    break
-                batch.append(event)
-            if not batch:
-                time.sleep(self.POLL_S)
-                continue
-            # The last arrived by now; each earlier one its successors' deltas before.
-            t = time.monotonic()
-            stamps = [t] * len(batch)
-            for i in range(len(batch) - 1, 0, -1):
-                t -= max(0.0, float(batch[i][1]))
-                stamps[i - 1] = t
-            for event, stamp in zip(batch, stamps):
-                callback(event, stamp)
 
     def _opposite_names(self) -> list[str]:
         """Ports in the other direction (where our virtual port shows up), via a short-lived client."""
         import rtmidi
 
         cls = rtmidi.MidiOut if self.kind == "input" else rtmidi.MidiIn
-        if self.jack:
-            _JackWatch.before_new_client()
         try:
             probe = cls(rtapi=_api_id(self._backend), name=f"{self.client_name}-probe")
         except Exception:
@@ -209,13 +168,8 @@ class _RtmidiIO:
             raise OSError(self.warning)
 
     def close_port(self) -> None:
-        if self._poller is not None:
-            self._poll_stop.set()
-            if self._poller is not threading.current_thread():
-                self._poller.join()
-            self._poller = None
         self.rt.close_port()
-        if self.kind == "input" and not self.jack:
+        if self.kind == "input":
             with contextlib.suppress(Exception):
                 self.rt.cancel_callback()
 

@@ -14,7 +14,7 @@ if not, marks the port lost and reopens it by name when it is back. Sends while
 lost are counted and dropped, never raised. The output sends all-notes-off on
 every (re)open and tracks the notes it left sounding, so no note hangs.
 
-The input's rtmidi callback (on JACK: a polling thread, see below) only stamps
+The input's callback (rtmidi's thread; on JACK the reader thread of player.jackmidi) only stamps
 (time.monotonic) and queues; everything else happens on the caller's thread.
 
 JACK specifics (measured with jackd 1.9.21): JACK ports are player.jackmidi's, on
@@ -493,7 +493,7 @@ class InputPort(_Port):
     "auto" takes the first input that is not a "Through" port nor ours, and waits for one
     (a keyboard plugged in later is found within a reconnect interval).
 
-    The rtmidi callback (on JACK a 1 ms polling thread) stamps each message with
+    The rtmidi callback (on JACK player.jackmidi's 1 ms reader thread) stamps each message with
     time.monotonic() and queues it;
     a full queue drops (counted in `dropped`), bytes mido cannot parse are counted
     in `malformed`, messages beyond INPUT_RATE per second in `limited` (each
@@ -529,10 +529,10 @@ class InputPort(_Port):
         return found
 
     def _on_midi(self, event, data=None) -> None:
-        # rtmidi's thread (or the JACK poller, which passes its stamp): stamp first, never
+        # rtmidi's thread (or the JACK reader, which passes its stamp): stamp first, never
         # block, never raise.
         t = data if isinstance(data, float) else time.monotonic()
-        if t > self._budget_t:  # (JACK stamps come from rtmidi's deltas: never count time twice)
+        if t > self._budget_t:  # (JACK stamps are the cycle's, a little behind: never count time twice)
             self._budget = min(INPUT_BURST, self._budget + (t - self._budget_t) * INPUT_RATE)
             self._budget_t = t
         if self._budget < 1.0:

@@ -147,8 +147,9 @@ class _JackClient:
         self._client.activate()
         self.name = self._port.name
         if target is not None:
-            peers = [p.name for p in self._client.get_ports(is_midi=True, is_output=self.kind == "in",
-                                                             is_input=self.kind == "out")]
+            from player.jackmidi import _peers
+
+            peers = _peers(self._client, readable=self.kind == "in")
             peer = peers[_find(peers, target)]
             if self.kind == "in":
                 self._client.connect(peer, self._port)
@@ -268,19 +269,11 @@ class JackSender(_JackClient):
         self._open(client, target)
 
     def _process(self, port, frames: int) -> None:
-        port.clear_buffer()
-        q, n = self._queue, 0
-        while q:
-            slot = port.reserve_midi_event(0, len(q[0]))
-            if not slot:
-                if n == 0:  # too big for an empty buffer
-                    q.popleft()
-                    continue
-                self.refused += 1
-                return
-            slot[:] = q.popleft()
-            n += 1
-            self.written += 1
+        from player.jackmidi import write_queued
+
+        written, full, _too_big = write_queued(port, self._queue)
+        self.written += written
+        self.refused += full
 
     def send(self, data) -> None:
         """Raw bytes (any list of ints, valid MIDI or not) or a mido message."""
