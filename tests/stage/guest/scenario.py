@@ -140,6 +140,17 @@ def journal_has(pattern: str, after: str = "", timeout: float = 0.0) -> str | No
     return wait_for(find, timeout, 0.5) if timeout else find()
 
 
+def end_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Wait for a helper client to end; one that has not ended after `grace` seconds is killed
+    (what it logged is already on disk, line by line)."""
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        print(f"stage: {proc.args[2:4]} did not end in {grace:.0f} s: killed", flush=True)
+        proc.kill()
+        proc.wait(10)
+
+
 # -- the synth's log -------------------------------------------------------------------------
 
 class Synth:
@@ -159,7 +170,7 @@ class Synth:
     def stop(self) -> float:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(10)
+            end_process(self.proc)
             self.proc = None
         return time.time()
 
@@ -233,7 +244,7 @@ class Keys:
             self.cmd("quit")
         except Exception:
             pass
-        self.proc.wait(10)
+        end_process(self.proc)
 
 
 def cc(control: int, value: int, channel: int = 0) -> str:
