@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 # `make play` has an environment of its own with only what playing needs (as on a Pi: no TensorFlow).
 VENV_PLAY ?= .venv-play
 
-.PHONY: play test stage venv venv-play venv-tflite install uninstall clean
+.PHONY: play test lint stage venv venv-play venv-tflite install uninstall clean
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,13 @@ venv-tflite: $(VENV_TFLITE)/.stamp
 play: venv-play
 	$(VENV_PLAY)/bin/cadenza-play --or-render cadenza-answer.mid --input auto $(ARGS)
 
-test: venv venv-tflite
+# The quality gate (settings in pyproject.toml): lint, formatting, and the player's types.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: venv venv-tflite lint
 	CADENZA_TFLITE_PYTHON=$(abspath $(VENV_TFLITE))/bin/python $(PY) -m pytest $(PYTEST_ARGS)
 
 # The real stage: a Pi-like Debian 12 (arm64, systemd, the ALSA sequencer) booted in qemu; `sudo make

@@ -22,15 +22,17 @@ def time_bundles(paths: list[Path], steps: int, threads: int) -> int:
     """Per-step latency of each bundle through player.runtime (numpy + interpreter only)."""
     import numpy as np
 
-    from convert.fidelity import latency
-    from player.runtime import backend_name, open_model
+    from cadenza.convert.fidelity import latency
+    from cadenza.player.runtime import backend_name, open_model
 
     tokens = np.random.default_rng(0).integers(0, 242, size=1000)
     for path in paths:
         model = open_model(path, num_threads=threads)
         lat = latency(model.step, tokens, n_steps=steps)
-        print(f"{path.name:<32} {model.meta['variant']:<14} median {lat['median_us']:8.1f} us  "
-              f"p99 {lat['p99_us']:8.1f} us  ({backend_name()}, {threads} thread{'s' * (threads > 1)}, {steps} steps)")
+        print(
+            f"{path.name:<32} {model.meta['variant']:<14} median {lat['median_us']:8.1f} us  "
+            f"p99 {lat['p99_us']:8.1f} us  ({backend_name()}, {threads} thread{'s' * (threads > 1)}, {steps} steps)"
+        )
     return 0
 
 
@@ -48,8 +50,8 @@ def main() -> int:
     args = p.parse_args()
     if args.time:
         return time_bundles(args.time, args.steps, args.threads)
-    from convert.__main__ import main as convert_main
-    from convert.testing import tiny_run
+    from cadenza.convert.__main__ import main as convert_main
+    from cadenza.convert.testing import tiny_run
 
     sizes = {k: v for k, v in (("embed_dim", args.embed), ("hidden", args.hidden)) if v}
     root = Path(tempfile.mkdtemp(prefix="cadenza-bench-"))

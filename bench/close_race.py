@@ -14,17 +14,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.jackutil import JackReceiver, jack_env, start_free_server  # noqa: E402
+
 server = start_free_server("cadenza-race", log_dir="/tmp")
 os.environ.update(jack_env(server.name))
 import mido  # noqa: E402
 
-from player.ports import OutputPort, open_backend  # noqa: E402
+from cadenza.player.ports import OutputPort, open_backend  # noqa: E402
+
 jack = open_backend("jack")
 fails = 0
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 60
 try:
     with JackReceiver(client="synth") as synth:
-        for i in range(N):
+        for _i in range(N):
             with OutputPort("synth:in", jack) as out:
                 out.send(mido.Message("note_on", channel=3, note=70, velocity=90))
                 assert synth.wait_for(33)

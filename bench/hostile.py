@@ -57,8 +57,13 @@ def hostile_batch(rnd: random.Random, n: int) -> list[list[int]]:
         elif kind < 0.55:  # pitch bend storm
             out.append([0xE0 | ch, rnd.randrange(128), rnd.randrange(128)])
         elif kind < 0.65:  # CC storm (sustain, all-notes-off, channel mode, the default knob CCs 21-25)
-            out.append([0xB0 | ch, rnd.choice([1, 7, 10, 21, 22, 23, 24, 25, 64, 64, 120, 121, 123, rnd.randrange(128)]),
-                        rnd.randrange(128)])
+            out.append(
+                [
+                    0xB0 | ch,
+                    rnd.choice([1, 7, 10, 21, 22, 23, 24, 25, 64, 64, 120, 121, 123, rnd.randrange(128)]),
+                    rnd.randrange(128),
+                ]
+            )
         elif kind < 0.70:  # running status: data bytes without a status byte
             out.append([rnd.randrange(128), rnd.randrange(128)])
         elif kind < 0.73:  # sysex, up to 1 kB, terminated or not
@@ -102,16 +107,27 @@ def input_name(log: str, client: str) -> str:
 
 def counters(log: str) -> dict:
     """The last input counters the player logged (see ports.InputPort)."""
-    found = re.findall(r"MIDI input \S+: (\d+) received, (\d+) dropped \(queue full\), (\d+) malformed, "
-                       r"(\d+) over the rate limit", log)
+    found = re.findall(
+        r"MIDI input \S+: (\d+) received, (\d+) dropped \(queue full\), (\d+) malformed, "
+        r"(\d+) over the rate limit",
+        log,
+    )
     if not found:
         return {}
     r, d, m, limited = map(int, found[-1])
     return {"received": r, "dropped": d, "malformed": m, "limited": limited}
 
 
-def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: float = 4.0, seed: int = 1,
-        client: str = "hostile", folder: Path | None = None, mapped_controls: bool = False) -> dict:
+def run(
+    model: str,
+    seconds: float = 20.0,
+    rate: float = 10_000.0,
+    quiet_s: float = 4.0,
+    seed: int = 1,
+    client: str = "hostile",
+    folder: Path | None = None,
+    mapped_controls: bool = False,
+) -> dict:
     """Flood a duet for `seconds` at `rate` messages/s; the figures as a dict. Needs a JACK server.
 
     mapped_controls: the default CC map (tempo, mode, panic... knobs in the storm: the grid
@@ -123,17 +139,39 @@ def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: floa
     folder = Path(folder or tempfile.mkdtemp(prefix="cadenza-hostile-"))
     # The synth is there first and the player connects to it: every message it sends must arrive.
     synth = JackReceiver(client=f"{client}-synth")
-    cfg = write_config(folder, model, client=client, mode="duet", input="virtual", tempo=TEMPO,
-                       controls=None if mapped_controls else NO_CONTROLS, output=f"{client}-synth:in")
+    cfg = write_config(
+        folder,
+        model,
+        client=client,
+        mode="duet",
+        input="virtual",
+        tempo=TEMPO,
+        controls=None if mapped_controls else NO_CONTROLS,
+        output=f"{client}-synth:in",
+    )
     player = Player(cfg).start()
     try:
         player.wait_ready()
         time.sleep(quiet_s)
         # The flood comes from a process of its own: a sender whose JACK buffer is full spins in
         # rtmidi holding the GIL, which would delay this process's receiver and its stamps.
-        flooder = subprocess.Popen([sys.executable, __file__, "--flood", input_name(player.log(), client),
-                                    "--seconds", str(seconds), "--rate", str(rate), "--seed", str(seed)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        flooder = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--flood",
+                input_name(player.log(), client),
+                "--seconds",
+                str(seconds),
+                "--rate",
+                str(rate),
+                "--seed",
+                str(seed),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert flooder.stdout.readline().strip() == "FLOODING", "the flood client did not start"
         t_flood = time.monotonic()
         rss_start = rss_kb(player.pid)
@@ -156,15 +194,27 @@ def run(model: str, seconds: float = 20.0, rate: float = 10_000.0, quiet_s: floa
     flooded = [t for t, _ in notes if t_flood <= t < t_end]
     after = [t for t, _ in notes if t_end <= t < t_after]
     res = {
-        "seconds": round(t_end - t_flood, 1), "messages_sent": sent, "rate_per_s": round(sent / max(t_end - t_flood, 1e-9)),
-        "alive_after_flood": alive, "exit_code": rc, "traceback": "Traceback" in log,
-        "rss_start_kb": rss_start, "rss_end_kb": rss_end, "rss_growth_kb": rss_end - rss_start,
-        "left_sounding": len(sounding_after(events)), "notes_quiet": len(quiet), "notes_flood": len(flooded),
+        "seconds": round(t_end - t_flood, 1),
+        "messages_sent": sent,
+        "rate_per_s": round(sent / max(t_end - t_flood, 1e-9)),
+        "alive_after_flood": alive,
+        "exit_code": rc,
+        "traceback": "Traceback" in log,
+        "rss_start_kb": rss_start,
+        "rss_end_kb": rss_end,
+        "rss_growth_kb": rss_end - rss_start,
+        "left_sounding": len(sounding_after(events)),
+        "notes_quiet": len(quiet),
+        "notes_flood": len(flooded),
         "notes_after": len(after),
-        "grid_quiet": _grid_vs(quiet, quiet, SPT), "grid_flood": _grid_vs(quiet, flooded, SPT),
-        "grid_after": _grid_vs(quiet, after, SPT), **{f"input_{k}": v for k, v in counters(log).items()},
+        "grid_quiet": _grid_vs(quiet, quiet, SPT),
+        "grid_flood": _grid_vs(quiet, flooded, SPT),
+        "grid_after": _grid_vs(quiet, after, SPT),
+        **{f"input_{k}": v for k, v in counters(log).items()},
         "error_lines": [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line][:5],
-        "player_sent": _player_sent(log), "synth_received": len(events), "synth_torn_cycles": synth.torn,
+        "player_sent": _player_sent(log),
+        "synth_received": len(events),
+        "synth_torn_cycles": synth.torn,
     }
     return res
 
@@ -174,8 +224,16 @@ def _player_sent(log: str) -> int | None:
     return int(m[-1]) if m else None
 
 
-def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: float,
-             mapped_controls: bool = True, sync: bool = True, realtime: bool = False) -> dict:
+def campaign(
+    model: str,
+    periods: list[int],
+    runs: int,
+    seconds: float,
+    rate: float,
+    mapped_controls: bool = True,
+    sync: bool = True,
+    realtime: bool = False,
+) -> dict:
     """`runs` floods at each JACK period, each on a fresh server: crashes, notes left sounding, messages.
 
     sync=False runs jackd in its default asynchronous mode (as most users do), where a client
@@ -194,9 +252,12 @@ def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: fl
         rows: list[dict] = []
         failed: list[str] = []
         for i in range(runs):
-            server = Server(f"cadenza-hostile-{period}{'' if sync else '-async'}{'-rt' if realtime else ''}"
-                            f"{os.environ.get('CADENZA_HOSTILE_TAG', '')}",
-                            period=period, realtime=realtime)
+            server = Server(
+                f"cadenza-hostile-{period}{'' if sync else '-async'}{'-rt' if realtime else ''}"
+                f"{os.environ.get('CADENZA_HOSTILE_TAG', '')}",
+                period=period,
+                realtime=realtime,
+            )
             server.start()
             os.environ.update(jack_env(server.name))
             try:
@@ -208,18 +269,29 @@ def campaign(model: str, periods: list[int], runs: int, seconds: float, rate: fl
             finally:
                 server.stop(signal.SIGTERM)
             crashed = not r["alive_after_flood"] or (r["exit_code"] or 0) < 0
-            rows.append({"crashed": crashed, "exit_code": r["exit_code"], "left_sounding": r["left_sounding"],
-                         "messages_sent": r["messages_sent"], "player_sent": r["player_sent"],
-                         "synth_received": r["synth_received"], "synth_torn_cycles": r["synth_torn_cycles"],
-                         "error_lines": r["error_lines"]})
+            rows.append(
+                {
+                    "crashed": crashed,
+                    "exit_code": r["exit_code"],
+                    "left_sounding": r["left_sounding"],
+                    "messages_sent": r["messages_sent"],
+                    "player_sent": r["player_sent"],
+                    "synth_received": r["synth_received"],
+                    "synth_torn_cycles": r["synth_torn_cycles"],
+                    "error_lines": r["error_lines"],
+                }
+            )
             print(json.dumps({"period": period, "run": i, **rows[-1]}), flush=True)
         table[period] = {
-            "runs": len(rows), "failed_to_start": len(failed), "crashes": sum(r["crashed"] for r in rows),
+            "runs": len(rows),
+            "failed_to_start": len(failed),
+            "crashes": sum(r["crashed"] for r in rows),
             "runs_with_notes_left": sum(r["left_sounding"] > 0 for r in rows),
             "notes_left_sounding": sum(r["left_sounding"] for r in rows),
             "messages_sent_median": sorted(r["messages_sent"] for r in rows)[len(rows) // 2],
-            "lost_at_receiver": sum((r["player_sent"] or 0) - r["synth_received"] for r in rows
-                                    if r["player_sent"] is not None),
+            "lost_at_receiver": sum(
+                (r["player_sent"] or 0) - r["synth_received"] for r in rows if r["player_sent"] is not None
+            ),
             "runs_detail": rows,
         }
     return table
@@ -238,8 +310,12 @@ def _grid_vs(ref: list[float], times: list[float], spt: float) -> dict:
         return {"events": len(t)}
     d = np.diff(t)
     err = np.abs(d - np.round(d / spt) * spt) * 1000
-    return {"events": len(t), "p50_ms": round(float(np.percentile(err, 50)), 3),
-            "p99_ms": round(float(np.percentile(err, 99)), 3), "max_ms": round(float(err.max()), 3)}
+    return {
+        "events": len(t),
+        "p50_ms": round(float(np.percentile(err, 50)), 3),
+        "p99_ms": round(float(np.percentile(err, 99)), 3),
+        "max_ms": round(float(err.max()), 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--periods", help="JACK periods, comma-separated: a campaign of --runs floods at each")
     ap.add_argument("--runs", type=int, default=20, help="floods per period in a campaign (default 20)")
     ap.add_argument("--async-jack", action="store_true", help="jackd in its default asynchronous mode (no --sync)")
-    ap.add_argument("--realtime", action="store_true",
-                    help="jackd with real-time scheduling (-R, its default; needs the privilege)")
+    ap.add_argument(
+        "--realtime", action="store_true", help="jackd with real-time scheduling (-R, its default; needs the privilege)"
+    )
     ap.add_argument("--flood", metavar="PORT", help=argparse.SUPPRESS)  # the flooding client (run by run())
     args = ap.parse_args(argv)
 
@@ -266,13 +343,20 @@ def main(argv: list[str] | None = None) -> int:
 
     model = args.model
     if model is None:
-        from convert.testing import converted
+        from cadenza.convert.testing import converted
 
         model = str(converted().bundle)
     if args.periods:
-        res = campaign(model, [int(p) for p in args.periods.split(",")], args.runs, args.seconds, args.rate,
-                       mapped_controls=args.mapped_controls, sync=not args.async_jack,
-                       realtime=args.realtime)
+        res = campaign(
+            model,
+            [int(p) for p in args.periods.split(",")],
+            args.runs,
+            args.seconds,
+            args.rate,
+            mapped_controls=args.mapped_controls,
+            sync=not args.async_jack,
+            realtime=args.realtime,
+        )
         summary = {p: {k: v for k, v in t.items() if k != "runs_detail"} for p, t in res.items()}
         print(json.dumps(summary, indent=1))
         if args.json:

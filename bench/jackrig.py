@@ -39,8 +39,9 @@ class BenchJackServer(JackServer):
 @contextlib.contextmanager
 def jack(period: int = 16, realtime: bool = True, port_max: int | None = None):
     OUT.mkdir(parents=True, exist_ok=True)
-    server = BenchJackServer(f"cadenza-bench-{os.getpid()}", realtime=realtime, port_max=port_max, period=period,
-                             log_dir=str(OUT))
+    server = BenchJackServer(
+        f"cadenza-bench-{os.getpid()}", realtime=realtime, port_max=port_max, period=period, log_dir=str(OUT)
+    )
     os.environ.update(jack_env(server.name))
     server.start()
     try:
@@ -53,8 +54,20 @@ def jack(period: int = 16, realtime: bool = True, port_max: int | None = None):
 def receiver(port: str, duration: float, name: str):
     """bench/receiver.py in its own process; yields the path of its JSON lines."""
     out = OUT / f"{name}.recv.jsonl"
-    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "receiver.py"), "--port", port, "--out", str(out),
-                             "--duration", str(duration)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "bench" / "receiver.py"),
+            "--port",
+            port,
+            "--out",
+            str(out),
+            "--duration",
+            str(duration),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     if not line.startswith("READY"):
         proc.kill()
@@ -96,8 +109,13 @@ def stats_ms(errors_s) -> dict:
     e = np.asarray(errors_s) * 1e3
     if e.size == 0:
         return {"n": 0}
-    return {"n": int(e.size), "p50": round(float(np.percentile(e, 50)), 3), "p99": round(float(np.percentile(e, 99)), 3),
-            "max": round(float(e.max()), 3), "min": round(float(e.min()), 3)}
+    return {
+        "n": int(e.size),
+        "p50": round(float(np.percentile(e, 50)), 3),
+        "p99": round(float(np.percentile(e, 99)), 3),
+        "max": round(float(e.max()), 3),
+        "min": round(float(e.min()), 3),
+    }
 
 
 def save(name: str, result: dict) -> None:

@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from convert.reference import log_softmax  # noqa: E402
-from player import events as ev  # noqa: E402
-from player import keys  # noqa: E402
+from cadenza.convert.reference import log_softmax  # noqa: E402
+from cadenza.player import events as ev  # noqa: E402
+from cadenza.player import keys  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,9 +37,9 @@ def main(argv=None) -> int:
     ap.add_argument("--strengths", type=float, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--phrase-beats", type=float, default=16)
     args = ap.parse_args(argv)
-    from player.runtime import open_model
-    from train.config import TrainConfig
-    from train.corpus import splits_for
+    from cadenza.player.runtime import open_model
+    from cadenza.train.config import TrainConfig
+    from cadenza.train.corpus import splits_for
 
     model = open_model(args.model)
     _train, _val, test = splits_for(TrainConfig())
@@ -74,11 +74,19 @@ def main(argv=None) -> int:
                 nll[s] += lp
                 if is_on:
                     nll_on[s] += lp
-    rows = [{"strength": s, "nll": round(nll[s] / count, 4), "note_on_nll": round(nll_on[s] / count_on, 4)}
-            for s in args.strengths]
-    result = {"model": args.model, "pieces": pieces, "tokens": count, "note_on_tokens": count_on,
-              "phrase_beats": args.phrase_beats, "bach_continuation_in_opening_key": f"{bach_in_key}/{pieces}",
-              "rows": rows}
+    rows = [
+        {"strength": s, "nll": round(nll[s] / count, 4), "note_on_nll": round(nll_on[s] / count_on, 4)}
+        for s in args.strengths
+    ]
+    result = {
+        "model": args.model,
+        "pieces": pieces,
+        "tokens": count,
+        "note_on_tokens": count_on,
+        "phrase_beats": args.phrase_beats,
+        "bach_continuation_in_opening_key": f"{bach_in_key}/{pieces}",
+        "rows": rows,
+    }
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
     (out / "key_cost.json").write_text(json.dumps(result, indent=2) + "\n")

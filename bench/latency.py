@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jackrig  # noqa: E402
 from timing import default_model  # noqa: E402
 
-from player.clock import RealClock, TempoMap  # noqa: E402
-from player.controls import ControlMap, InputRouter  # noqa: E402
-from player.daemon import set_realtime  # noqa: E402
-from player.engine import Engine  # noqa: E402
-from player.sampling import Sampler  # noqa: E402
-from player.scheduler import PortInbox, Scheduler  # noqa: E402
-from player.steering import Conductor  # noqa: E402
+from cadenza.player.clock import RealClock, TempoMap  # noqa: E402
+from cadenza.player.controls import ControlMap, InputRouter  # noqa: E402
+from cadenza.player.daemon import set_realtime  # noqa: E402
+from cadenza.player.engine import Engine  # noqa: E402
+from cadenza.player.sampling import Sampler  # noqa: E402
+from cadenza.player.scheduler import PortInbox, Scheduler  # noqa: E402
+from cadenza.player.steering import Conductor  # noqa: E402
 from tests.jackutil import JackSender  # noqa: E402
 
 
@@ -42,8 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model")
     ap.add_argument("--busy", action="store_true")
     args = ap.parse_args(argv)
-    from player.ports import InputPort, OutputPort, open_backend
-    from player.runtime import open_model
+    from cadenza.player.ports import InputPort, OutputPort, open_backend
+    from cadenza.player.runtime import open_model
 
     model = open_model(args.model) if args.model else default_model()
     beat = 60.0 / args.tempo
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
             phrase_ends = []
             for k in range(args.phrases):
                 t_start = time.monotonic()
-                for j, p in enumerate((60, 64, 62, 67)):
+                for _j, p in enumerate((60, 64, 62, 67)):
                     keys.send(mido.Message("note_on", note=p + k % 5, velocity=80))
                     time.sleep(0.1)
                     keys.send(mido.Message("note_off", note=p + k % 5))
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     # the gap of phrase k ends at its last note-off + gap; the answer's first note-on is the first after it
     gap_ends = []
     count = 0
-    for k in range(args.phrases):
+    for _ in range(args.phrases):
         count += 4
         if len(offs) >= count:
             gap_ends.append(offs[count - 1] + args.gap * beat)
@@ -114,8 +114,16 @@ def main(argv=None) -> int:
             lat.append(first[0] - g)
         else:
             missing += 1
-    result = {"name": name, "phrases": args.phrases, "answers": len(lat), "missing": missing, "sched_fifo": rt[0],
-              "tempo": args.tempo, "phrase_gap_beats": args.gap, "latency_ms": jackrig.stats_ms(lat)}
+    result = {
+        "name": name,
+        "phrases": args.phrases,
+        "answers": len(lat),
+        "missing": missing,
+        "sched_fifo": rt[0],
+        "tempo": args.tempo,
+        "phrase_gap_beats": args.gap,
+        "latency_ms": jackrig.stats_ms(lat),
+    }
     jackrig.save(name, result)
     return 0
 

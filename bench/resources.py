@@ -53,8 +53,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tempo", type=float, default=100.0)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--period", type=int, default=16, help="JACK period in frames")
-    ap.add_argument("--port-max", type=int, default=None,
-                    help="jackd --port-max (its shared memory, mapped by every client, grows with it)")
+    ap.add_argument(
+        "--port-max",
+        type=int,
+        default=None,
+        help="jackd --port-max (its shared memory, mapped by every client, grows with it)",
+    )
     args = ap.parse_args(argv)
     if args.model is None:
         default_model()  # makes the tiny test bundle once
@@ -68,9 +72,30 @@ def main(argv=None) -> int:
         sock.settimeout(10)
         env = dict(os.environ, NOTIFY_SOCKET=sock_path)
         t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "player", "--backend", "jack", "--output", "virtual",
-                                 "--input", "none", "--mode", "solo", "--model", model, "--tempo", str(args.tempo),
-                                 "--seed", "1"], cwd=jackrig.REPO, env=env, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cadenza.player",
+                "--backend",
+                "jack",
+                "--output",
+                "virtual",
+                "--input",
+                "none",
+                "--mode",
+                "solo",
+                "--model",
+                model,
+                "--tempo",
+                str(args.tempo),
+                "--seed",
+                "1",
+            ],
+            cwd=jackrig.REPO,
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
         ready = None
         while ready is None:
             if b"READY=1" in sock.recv(4096):
@@ -86,15 +111,25 @@ def main(argv=None) -> int:
         os.unlink(sock_path)
         received = jackrig.read_received(recv_path)
     ons = sum(1 for _, d in received if (d[0] & 0xF0) == 0x90 and d[2] > 0)
-    result = {"name": "resources", "model": model, "tempo": args.tempo, "seconds": args.seconds,
-              "start_to_ready_s": round(ready, 3), "rss_mb": round(mem.get("VmRSS", 0) / 1024, 1),
-              "peak_rss_mb": round(mem.get("VmHWM", 0) / 1024, 1),
-              "rss_anon_mb": round(mem.get("RssAnon", 0) / 1024, 1), "rss_file_mb": round(mem.get("RssFile", 0) / 1024, 1),
-              "rss_shmem_mb": round(mem.get("RssShmem", 0) / 1024, 1), "jack_period": args.period,
-              "jack_port_max": args.port_max, "pss_mb": round(mem.get("Pss", 0) / 1024, 1),
-              "pss_shmem_mb": round(mem.get("Pss_Shmem", 0) / 1024, 1),
-              "cpu_percent_of_a_core": round(100 * (c1 - c0) / (w1 - w0), 2),
-              "notes_per_s": round(ons / args.seconds, 2), "exit_code": proc.returncode}
+    result = {
+        "name": "resources",
+        "model": model,
+        "tempo": args.tempo,
+        "seconds": args.seconds,
+        "start_to_ready_s": round(ready, 3),
+        "rss_mb": round(mem.get("VmRSS", 0) / 1024, 1),
+        "peak_rss_mb": round(mem.get("VmHWM", 0) / 1024, 1),
+        "rss_anon_mb": round(mem.get("RssAnon", 0) / 1024, 1),
+        "rss_file_mb": round(mem.get("RssFile", 0) / 1024, 1),
+        "rss_shmem_mb": round(mem.get("RssShmem", 0) / 1024, 1),
+        "jack_period": args.period,
+        "jack_port_max": args.port_max,
+        "pss_mb": round(mem.get("Pss", 0) / 1024, 1),
+        "pss_shmem_mb": round(mem.get("Pss_Shmem", 0) / 1024, 1),
+        "cpu_percent_of_a_core": round(100 * (c1 - c0) / (w1 - w0), 2),
+        "notes_per_s": round(ons / args.seconds, 2),
+        "exit_code": proc.returncode,
+    }
     jackrig.save(f"resources-p{args.period}" + (f"-ports{args.port_max}" if args.port_max else ""), result)
     return 0
 

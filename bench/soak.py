@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from player import events as ev  # noqa: E402
+from cadenza.player import events as ev  # noqa: E402
 
 TEMPO = 100.0
 SPT = 60.0 / (TEMPO * ev.TICKS_PER_BEAT)  # seconds per tick
@@ -129,16 +129,22 @@ class SoakResult:
         return self.rss_end_kb - self.rss_start_kb
 
 
-def simulate(model, hours: float, phrase_every_s: float = 300.0, seed: int = 1, warmup_s: float = 600.0,
-             idle: float = 0.05,
-             progress=None) -> SoakResult:
+def simulate(
+    model,
+    hours: float,
+    phrase_every_s: float = 300.0,
+    seed: int = 1,
+    warmup_s: float = 600.0,
+    idle: float = 0.05,
+    progress=None,
+) -> SoakResult:
     """`hours` simulated hours of duet on a SimClock; RSS counted from `warmup_s` on."""
-    from player.clock import SimClock, TempoMap
-    from player.controls import ControlMap, InputRouter
-    from player.engine import Engine
-    from player.sampling import Sampler
-    from player.scheduler import Scheduler, ScriptedInbox
-    from player.steering import Conductor
+    from cadenza.player.clock import SimClock, TempoMap
+    from cadenza.player.controls import ControlMap, InputRouter
+    from cadenza.player.engine import Engine
+    from cadenza.player.sampling import Sampler
+    from cadenza.player.scheduler import Scheduler, ScriptedInbox
+    from cadenza.player.steering import Conductor
 
     t0 = 1000.0
     clock = SimClock(t0)
@@ -168,17 +174,30 @@ def simulate(model, hours: float, phrase_every_s: float = 300.0, seed: int = 1, 
         sch.run(until=hour)
         by_hour.append(rss_kb())
         if progress is not None:
-            progress(f"{(clock.now() - t0) / 3600:5.1f} h  {sink.notes} notes  {engine.steps} steps  "
-                     f"rss {by_hour[-1]} kB  {time.perf_counter() - wall:.0f} s")
+            progress(
+                f"{(clock.now() - t0) / 3600:5.1f} h  {sink.notes} notes  {engine.steps} steps  "
+                f"rss {by_hour[-1]} kB  {time.perf_counter() - wall:.0f} s"
+            )
     sch.end()
     gc.collect()
     return SoakResult(
-        sim_hours=hours, wall_s=round(time.perf_counter() - wall, 1), cpu_s=round(time.process_time() - cpu, 1),
-        steps=engine.steps, notes=sink.notes,
-        messages=sink.messages, phrases=n_phrases, left_sounding=len(sink.sounding) + sink.sounding_at_silence,
-        longest_note_ticks=sink.longest_ticks, max_note_ticks=ev.MAX_NOTE_TICKS, overlong_notes=sink.overlong,
-        max_grid_error_s=sink.max_grid_error, max_late_s=sink.max_late, rss_start_kb=rss_start,
-        rss_end_kb=rss_kb(), rss_by_hour_kb=by_hour)
+        sim_hours=hours,
+        wall_s=round(time.perf_counter() - wall, 1),
+        cpu_s=round(time.process_time() - cpu, 1),
+        steps=engine.steps,
+        notes=sink.notes,
+        messages=sink.messages,
+        phrases=n_phrases,
+        left_sounding=len(sink.sounding) + sink.sounding_at_silence,
+        longest_note_ticks=sink.longest_ticks,
+        max_note_ticks=ev.MAX_NOTE_TICKS,
+        overlong_notes=sink.overlong,
+        max_grid_error_s=sink.max_grid_error,
+        max_late_s=sink.max_late,
+        rss_start_kb=rss_start,
+        rss_end_kb=rss_kb(),
+        rss_by_hour_kb=by_hour,
+    )
 
 
 # -- real time: the daemon on JACK ------------------------------------------------------
@@ -198,9 +217,25 @@ def realtime(model: str, minutes: float, phrase_every_s: float = 20.0, progress=
         os.environ.update(jack_env(server.name))
     work = Path(tempfile.mkdtemp(prefix="cadenza-soak-"))
     log_path = work / "player.log"
-    cmd = [str(Path(sys.executable).parent / "cadenza-play"), "--model", model, "--backend", "jack",
-           "--client-name", "soak", "--output", "virtual", "--input", "virtual", "--mode", "duet",
-           "--tempo", str(TEMPO), "--seed", "1"]
+    cmd = [
+        str(Path(sys.executable).parent / "cadenza-play"),
+        "--model",
+        model,
+        "--backend",
+        "jack",
+        "--client-name",
+        "soak",
+        "--output",
+        "virtual",
+        "--input",
+        "virtual",
+        "--mode",
+        "duet",
+        "--tempo",
+        str(TEMPO),
+        "--seed",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"), stdin=subprocess.DEVNULL)
     synth = keys = None
     try:
@@ -210,8 +245,9 @@ def realtime(model: str, minutes: float, phrase_every_s: float = 20.0, progress=
                 raise RuntimeError(f"cadenza-play did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.1)
         synth = JackReceiver(source="soak:out", client="soak-synth")
-        keys = JackSender(target="soak-01:in" if "soak-01:in" in log_path.read_text() else "soak:in",
-                          client="soak-keys")
+        keys = JackSender(
+            target="soak-01:in" if "soak-01:in" in log_path.read_text() else "soak:in", client="soak-keys"
+        )
         pid = proc.pid
         rss = [rss_kb(pid)]
         t_end = time.monotonic() + minutes * 60
@@ -231,8 +267,9 @@ def realtime(model: str, minutes: float, phrase_every_s: float = 20.0, progress=
             if now >= next_rss:
                 rss.append(rss_kb(pid))
                 next_rss = now + 60
-                progress(f"{(now - (t_end - minutes * 60)) / 60:5.1f} min  rss {rss[-1]} kB  "
-                         f"{len(synth.events)} messages")
+                progress(
+                    f"{(now - (t_end - minutes * 60)) / 60:5.1f} min  rss {rss[-1]} kB  {len(synth.events)} messages"
+                )
             time.sleep(0.05)
         rss.append(rss_kb(pid))
         proc.send_signal(signal.SIGTERM)
@@ -249,8 +286,15 @@ def realtime(model: str, minutes: float, phrase_every_s: float = 20.0, progress=
         if server is not None:
             server.stop()
     res = analyse(events)
-    res.update(minutes=minutes, exit_code=rc, phrases=k, rss_kb=rss, rss_start_kb=rss[1] if len(rss) > 2 else rss[0],
-               rss_end_kb=rss[-1], traceback="Traceback" in log_path.read_text())
+    res.update(
+        minutes=minutes,
+        exit_code=rc,
+        phrases=k,
+        rss_kb=rss,
+        rss_start_kb=rss[1] if len(rss) > 2 else rss[0],
+        rss_end_kb=rss[-1],
+        traceback="Traceback" in log_path.read_text(),
+    )
     res["rss_growth_kb"] = res["rss_end_kb"] - res["rss_start_kb"]
     return res
 
@@ -284,8 +328,13 @@ def analyse(events: list[tuple[int, list[int]]], tempo: float = TEMPO) -> dict:
         elif status == 0xB0 and len(data) == 3 and data[1] in (120, 123):
             sounding = {k: v for k, v in sounding.items() if k[0] != ch}
     errors = grid_errors([t / 1e9 for t in note_times], spt)
-    return {"notes": notes, "left_sounding": len(sounding), "longest_note_s": round(longest, 3),
-            "longest_allowed_s": round(ev.MAX_NOTE_TICKS * spt, 3), **errors}
+    return {
+        "notes": notes,
+        "left_sounding": len(sounding),
+        "longest_note_s": round(longest, 3),
+        "longest_allowed_s": round(ev.MAX_NOTE_TICKS * spt, 3),
+        **errors,
+    }
 
 
 def grid_errors(times: list[float], spt: float) -> dict:
@@ -300,11 +349,16 @@ def grid_errors(times: list[float], spt: float) -> dict:
     err_ms = np.abs(rel - np.round(rel)) * spt * 1000
     # drift: error of the last tenth against the first tenth
     n = max(1, len(t) // 10)
-    drift = float(np.median(((rel - np.round(rel)) * spt * 1000)[-n:]) -
-                  np.median(((rel - np.round(rel)) * spt * 1000)[:n]))
-    return {"grid_events": len(t), "grid_p50_ms": round(float(np.percentile(err_ms, 50)), 3),
-            "grid_p99_ms": round(float(np.percentile(err_ms, 99)), 3),
-            "grid_max_ms": round(float(err_ms.max()), 3), "drift_ms": round(drift, 3)}
+    drift = float(
+        np.median(((rel - np.round(rel)) * spt * 1000)[-n:]) - np.median(((rel - np.round(rel)) * spt * 1000)[:n])
+    )
+    return {
+        "grid_events": len(t),
+        "grid_p50_ms": round(float(np.percentile(err_ms, 50)), 3),
+        "grid_p99_ms": round(float(np.percentile(err_ms, 99)), 3),
+        "grid_max_ms": round(float(err_ms.max()), 3),
+        "drift_ms": round(drift, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,13 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     model_path = args.model
     if model_path is None:
-        from convert.testing import converted
+        from cadenza.convert.testing import converted
 
         model_path = str(converted().bundle)
     if args.minutes:
         res = realtime(model_path, args.minutes)
     else:
-        from player.runtime import open_model
+        from cadenza.player.runtime import open_model
 
         r = simulate(open_model(model_path), args.sim_hours or 24.0, progress=print)
         res = {**asdict(r), "rss_growth_kb": r.rss_growth_kb}

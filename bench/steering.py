@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from player import events as ev  # noqa: E402
-from player import keys  # noqa: E402
-from player.render import render  # noqa: E402
+from cadenza.player import events as ev  # noqa: E402
+from cadenza.player import keys  # noqa: E402
+from cadenza.player.render import render  # noqa: E402
 
 MAJOR_STEPS = [0, 2, 4, 5, 7, 9, 11, 12]
 MINOR_STEPS = [0, 2, 3, 5, 7, 8, 11, 12]  # harmonic minor, as a cadence wants its leading tone
@@ -50,8 +50,8 @@ def chorale_phrases(beats: float) -> dict:
     wanted is transposed (by the smallest interval) to the first tonic of that mode not
     yet covered, until all 24 keys have a phrase.
     """
-    from train.config import TrainConfig
-    from train.corpus import splits_for
+    from cadenza.train.config import TrainConfig
+    from cadenza.train.corpus import splits_for
 
     _train, _val, test = splits_for(TrainConfig())
     cut = int(beats * ev.TICKS_PER_BEAT)
@@ -87,43 +87,79 @@ def main(argv=None) -> int:
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--key", default="auto", help="the player's key setting: auto (the phrase's key) or off")
     ap.add_argument("--key-strength", type=float, default=None, help="default: the player's default")
-    ap.add_argument("--cadence", choices=("full", "half"), default="full",
-                    help="the phrase ends on the tonic (full) or on the dominant (half)")
-    ap.add_argument("--phrases", choices=("scales", "chorales"), default="scales",
-                    help="scales: the scale-and-cadence phrases; chorales: the first --phrase-beats beats of "
-                         "test chorales, transposed so the 24 keys are each one phrase (needs the train extra)")
+    ap.add_argument(
+        "--cadence",
+        choices=("full", "half"),
+        default="full",
+        help="the phrase ends on the tonic (full) or on the dominant (half)",
+    )
+    ap.add_argument(
+        "--phrases",
+        choices=("scales", "chorales"),
+        default="scales",
+        help="scales: the scale-and-cadence phrases; chorales: the first --phrase-beats beats of "
+        "test chorales, transposed so the 24 keys are each one phrase (needs the train extra)",
+    )
     ap.add_argument("--phrase-beats", type=float, default=8)
     args = ap.parse_args(argv)
-    from player.bundle import default_model_path
-    from player.runtime import open_model
+    from cadenza.player.bundle import default_model_path
+    from cadenza.player.runtime import open_model
 
     path = args.model or str(default_model_path())
     model = open_model(path)
-    from player.config import KEY_STRENGTH
+    from cadenza.player.config import KEY_STRENGTH
 
     strength = KEY_STRENGTH if args.key_strength is None else args.key_strength
     rows, hits, phrase_ok = [], 0, 0
-    phrases = chorale_phrases(args.phrase_beats) if args.phrases == "chorales" else {
-        (tonic, mode): phrase_notes(tonic, mode, args.cadence) for mode in ("major", "minor") for tonic in range(12)}
+    phrases = (
+        chorale_phrases(args.phrase_beats)
+        if args.phrases == "chorales"
+        else {
+            (tonic, mode): phrase_notes(tonic, mode, args.cadence) for mode in ("major", "minor") for tonic in range(12)
+        }
+    )
     for (tonic, mode), notes in phrases.items():
         want = keys.estimate(notes)
         phrase_ok += want == (tonic, mode)
         mid = ev.tokens_to_midi(ev.encode_notes(notes), tempo_bpm=args.tempo)
         for seed in range(args.seeds):
-            r = render(model, beats=args.beats, phrase=mid, tempo=args.tempo, temperature=args.temperature,
-                       top_p=args.top_p, seed=seed, phrase_gap=1.0, key=args.key, key_strength=strength)
-            answer = ev.decode_notes(ev.encode_messages(
-                [(tm.tick, tm.message) for tm in r.answer], start=False))
+            r = render(
+                model,
+                beats=args.beats,
+                phrase=mid,
+                tempo=args.tempo,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                seed=seed,
+                phrase_gap=1.0,
+                key=args.key,
+                key_strength=strength,
+            )
+            answer = ev.decode_notes(ev.encode_messages([(tm.tick, tm.message) for tm in r.answer], start=False))
             got = keys.estimate(answer)
             hits += got == want
             rows.append({"key": keys.name(want), "seed": seed, "answer_key": keys.name(got), "notes": len(answer)})
     n = len(rows)
-    result = {"model": path, "answers": n, "match": hits, "share": round(hits / n, 3),
-              "phrases_in_their_own_key": f"{phrase_ok}/24", "beats": args.beats, "temperature": args.temperature,
-              "top_p": args.top_p, "phrases": args.phrases, "key": args.key, "key_strength": strength, "cadence": args.cadence, "rows": rows}
+    result = {
+        "model": path,
+        "answers": n,
+        "match": hits,
+        "share": round(hits / n, 3),
+        "phrases_in_their_own_key": f"{phrase_ok}/24",
+        "beats": args.beats,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "phrases": args.phrases,
+        "key": args.key,
+        "key_strength": strength,
+        "cadence": args.cadence,
+        "rows": rows,
+    }
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
-    (out / f"steering-{args.phrases}-{args.cadence}-{args.beats:g}beats-{args.key}-{strength:g}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"steering-{args.phrases}-{args.cadence}-{args.beats:g}beats-{args.key}-{strength:g}.json").write_text(
+        json.dumps(result, indent=2) + "\n"
+    )
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     return 0
 

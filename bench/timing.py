@@ -27,13 +27,13 @@ import mido
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jackrig  # noqa: E402
 
-from player import events as ev  # noqa: E402
-from player.clock import RealClock, TempoMap  # noqa: E402
-from player.daemon import set_realtime  # noqa: E402
-from player.engine import Engine  # noqa: E402
-from player.sampling import Sampler  # noqa: E402
-from player.scheduler import NoInbox, Scheduler  # noqa: E402
-from player.steering import Conductor  # noqa: E402
+from cadenza.player import events as ev  # noqa: E402
+from cadenza.player.clock import RealClock, TempoMap  # noqa: E402
+from cadenza.player.daemon import set_realtime  # noqa: E402
+from cadenza.player.engine import Engine  # noqa: E402
+from cadenza.player.sampling import Sampler  # noqa: E402
+from cadenza.player.scheduler import NoInbox, Scheduler  # noqa: E402
+from cadenza.player.steering import Conductor  # noqa: E402
 from tests.playerfakes import ScriptModel  # noqa: E402
 
 
@@ -50,12 +50,13 @@ class CostedScript(ScriptModel):
 
 
 def default_model():
-    from player.runtime import open_model
+    from cadenza.player.runtime import open_model
 
     path = Path("/tmp/cadenza-bench-tiny.cadenza")
     if not path.exists():
-        from convert.testing import converted
         import shutil
+
+        from cadenza.convert.testing import converted
 
         shutil.copy(converted().bundle, path)
     return open_model(path)
@@ -92,8 +93,14 @@ def run_scheduler(out, model, notes: int, tempo: float, every: int, spin: float)
     tb = TempoMap(tempo, clock.now() + 0.3)
     sent = []
     sink = StampedSink(out)
-    sch = Scheduler(cond, clock, tb, NoInbox(clock), sink,
-                    on_sent=lambda tm, d: sent.append((d, tm.message.bytes(), sink.called[-1])))
+    sch = Scheduler(
+        cond,
+        clock,
+        tb,
+        NoInbox(clock),
+        sink,
+        on_sent=lambda tm, d: sent.append((d, tm.message.bytes(), sink.called[-1])),
+    )
     duration = notes * every * 60.0 / (tempo * 24) + 0.5
     sch.begin()
     sch.run(until=clock.now() + duration)
@@ -132,17 +139,28 @@ def main(argv=None) -> int:
     ap.add_argument("--period", type=int, default=16, help="JACK period in frames")
     ap.add_argument("--name", help="result name under bench/out/")
     ap.add_argument("--jack-no-rt", action="store_true", help="jackd without real-time scheduling")
-    ap.add_argument("--watch", type=float, default=None,
-                    help="the output port's reconnect check interval in s (default: ports.py's)")
-    ap.add_argument("--cpu-dma-latency", type=int, default=-1, metavar="US",
-                    help="hold the CPUs' wake-up latency under US µs during the run, as the player's "
-                         "cpu_dma_latency setting does (system-wide: jackd and the receiver too); -1 = not")
+    ap.add_argument(
+        "--watch",
+        type=float,
+        default=None,
+        help="the output port's reconnect check interval in s (default: ports.py's)",
+    )
+    ap.add_argument(
+        "--cpu-dma-latency",
+        type=int,
+        default=-1,
+        metavar="US",
+        help="hold the CPUs' wake-up latency under US µs during the run, as the player's "
+        "cpu_dma_latency setting does (system-wide: jackd and the receiver too); -1 = not",
+    )
     args = ap.parse_args(argv)
-    from player.daemon import hold_wakeup_latency
-    from player.ports import OutputPort, open_backend
-    from player.runtime import open_model
+    from cadenza.player.daemon import hold_wakeup_latency
+    from cadenza.player.ports import OutputPort, open_backend
+    from cadenza.player.runtime import open_model
 
-    name = args.name or ("bare" if args.bare else f"timing-spin{args.spin * 1e3:g}ms") + ("-busy" if args.busy else "-idle")
+    name = args.name or ("bare" if args.bare else f"timing-spin{args.spin * 1e3:g}ms") + (
+        "-busy" if args.busy else "-idle"
+    )
     if args.cpu_dma_latency >= 0:
         name += f"-pmqos{args.cpu_dma_latency}"
     pm_qos = hold_wakeup_latency(args.cpu_dma_latency) if args.cpu_dma_latency >= 0 else None
@@ -169,12 +187,26 @@ def main(argv=None) -> int:
             mismatched += 1
         errors.append(t - deadline)
     on_errors = [e for (d, b), e in zip(notes, errors) if (b[0] & 0xF0) == 0x90 and b[2] > 0]
-    result = {"name": name, "sent": len(notes), "received": len(received), "mismatched": mismatched,
-              "sched_fifo": rt, "jack_period": args.period, "jackd_realtime": not args.jack_no_rt, "tempo": args.tempo, "every_ticks": args.every,
-              "spin_ms": args.spin * 1e3, "busy": args.busy, "bare": args.bare, "watch_s": args.watch,
-              "note_on_ms": jackrig.stats_ms(on_errors), "all_note_msgs_ms": jackrig.stats_ms(errors),
-              "note_on_at_send_ms": jackrig.stats_ms(at_send), "load_avg": open("/proc/loadavg").read().split()[0],
-              "cpu_dma_latency_us": args.cpu_dma_latency if pm_qos is not None else None}
+    result = {
+        "name": name,
+        "sent": len(notes),
+        "received": len(received),
+        "mismatched": mismatched,
+        "sched_fifo": rt,
+        "jack_period": args.period,
+        "jackd_realtime": not args.jack_no_rt,
+        "tempo": args.tempo,
+        "every_ticks": args.every,
+        "spin_ms": args.spin * 1e3,
+        "busy": args.busy,
+        "bare": args.bare,
+        "watch_s": args.watch,
+        "note_on_ms": jackrig.stats_ms(on_errors),
+        "all_note_msgs_ms": jackrig.stats_ms(errors),
+        "note_on_at_send_ms": jackrig.stats_ms(at_send),
+        "load_avg": open("/proc/loadavg").read().split()[0],
+        "cpu_dma_latency_us": args.cpu_dma_latency if pm_qos is not None else None,
+    }
     jackrig.save(name, result)
     return 0
 

@@ -21,21 +21,20 @@ def main(argv=None) -> int:
     p.add_argument("--batches", type=int, default=30)
     a = p.parse_args(argv)
 
+    import keras
     import numpy as np
     import tensorflow as tf
 
-    import keras
-    from train import batches
-    from train.config import make_config
-    from train.corpus import load_corpus, split_pieces
-    from train.fit import _loss
-    from train.model import build_model, zero_states
+    from cadenza.train import batches
+    from cadenza.train.config import make_config
+    from cadenza.train.corpus import load_corpus, split_pieces
+    from cadenza.train.fit import _loss
+    from cadenza.train.model import build_model, zero_states
 
     cfg = make_config(a.preset)
     train_set, _, _ = split_pieces(load_corpus(cfg.corpus), seed=cfg.split_seed)
     rng = np.random.default_rng(0)
-    streams = batches.epoch_streams([p.tokens for p in train_set], cfg.batch_size, cfg.window,
-                                    cfg.transpositions, rng)
+    streams = batches.epoch_streams([p.tokens for p in train_set], cfg.batch_size, cfg.window, cfg.transpositions, rng)
     model = build_model(cfg)
     opt = keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm)
 
@@ -58,8 +57,10 @@ def main(argv=None) -> int:
         n += x.size
     dt = time.perf_counter() - t0
     per_epoch = sum(len(p.tokens) for p in train_set) / (n / dt)
-    print(f"preset {a.preset}: {n / dt:,.0f} tokens/s ({n} tokens in {dt:.1f} s); "
-          f"one epoch of {len(train_set)} pieces ~ {per_epoch:.0f} s; os.cpu_count()={os.cpu_count()}")
+    print(
+        f"preset {a.preset}: {n / dt:,.0f} tokens/s ({n} tokens in {dt:.1f} s); "
+        f"one epoch of {len(train_set)} pieces ~ {per_epoch:.0f} s; os.cpu_count()={os.cpu_count()}"
+    )
     return 0
 
 

@@ -17,19 +17,27 @@ from typing import Callable
 
 import numpy as np
 
-from convert import calibrate, edgetpu, fidelity, stepmodel
-from convert.reference import Reference
-from convert.source import Source, keras_step_function
-from player import events
-from player.bundle import FORMAT_VERSION, load_bundle, write_bundle
+from cadenza.player import events
+from cadenza.player.bundle import FORMAT_VERSION, load_bundle, write_bundle
+
+from . import calibrate, edgetpu, fidelity, stepmodel
+from .reference import Reference
+from .source import Source, keras_step_function
 
 log = logging.getLogger(__name__)
 
 VARIANT_CHOICES = ("auto",) + stepmodel.CPU_VARIANTS
 NLL_TOLERANCE = 0.02  # auto: the smallest variant whose test NLL is within 2% of fp32
 SPEEDUP_GOAL = 20  # the bundled step against the best Keras one-step call
-REPORT_METRICS = ("test_nll", "val_nll", "test_accuracy", "baseline_test_nll", "baseline_order",
-                  "tokens_per_second", "max_abs_cell_rollout")
+REPORT_METRICS = (
+    "test_nll",
+    "val_nll",
+    "test_accuracy",
+    "baseline_test_nll",
+    "baseline_order",
+    "tokens_per_second",
+    "max_abs_cell_rollout",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +57,9 @@ def fidelity_path(out: Path) -> Path:
     return out.with_name(out.name.split(".")[0] + ".fidelity.json")
 
 
-def bundle_meta(source: Source, variant: str, tmap: stepmodel.TensorMap, metrics: dict,
-                edgetpu_section: dict | None = None) -> dict:
+def bundle_meta(
+    source: Source, variant: str, tmap: stepmodel.TensorMap, metrics: dict, edgetpu_section: dict | None = None
+) -> dict:
     V, E, H = source.dims
     meta = {
         "format": FORMAT_VERSION,
@@ -119,8 +128,10 @@ def build(source: Source, out: Path, settings: Settings = Settings(), say: Calla
         "interpreter": fidelity.backend(),
         "dims": {"vocab": V, "embed": E, "hidden": H},
         "cell_clip": source.cell_clip,
-        "calibration": {"samples": len(samples),  # half teacher-forced, half free-running
-                        "max_abs_cell": round(max(float(np.abs(st[i]).max()) for _, st in samples for i in (1, 3)), 3)},
+        "calibration": {
+            "samples": len(samples),  # half teacher-forced, half free-running
+            "max_abs_cell": round(max(float(np.abs(st[i]).max()) for _, st in samples for i in (1, 3)), 3),
+        },
     }
     roll_tokens, roll_logits = _reference_rollout(source, ref, settings, report)
     report["variants"] = {}
@@ -131,8 +142,10 @@ def build(source: Source, out: Path, settings: Settings = Settings(), say: Calla
         row["test"] = fidelity.test_nll(sm, source.test_pieces, settings.max_test_tokens)
         row["agreement"] = fidelity.agreement(sm, roll_tokens, roll_logits)
         report["variants"][name] = row
-        say(f"measured {name}: nll {row['test']['nll']} agreement {row['agreement']['argmax_agreement']} "
-            f"median {row['latency']['median_us']} us")
+        say(
+            f"measured {name}: nll {row['test']['nll']} agreement {row['agreement']['argmax_agreement']} "
+            f"median {row['latency']['median_us']} us"
+        )
     if settings.variants_dir is not None:
         stem = out.name.split(".")[0]
         Path(settings.variants_dir).mkdir(parents=True, exist_ok=True)
@@ -153,7 +166,9 @@ def build(source: Source, out: Path, settings: Settings = Settings(), say: Calla
         edgetpu_section, edgetpu_model = _edgetpu(models["edgetpu_input"], report, out, say)
     metrics = {k: source.report[k] for k in REPORT_METRICS if k in source.report}
     metrics.update(_interpreter_metrics(row))
-    write_bundle(out, bundle_meta(source, chosen, tmaps[chosen], metrics, edgetpu_section), models[chosen], edgetpu_model)
+    write_bundle(
+        out, bundle_meta(source, chosen, tmaps[chosen], metrics, edgetpu_section), models[chosen], edgetpu_model
+    )
     load_bundle(out)  # what we wrote must read back
     report["seconds"] = round(time.time() - t0, 1)
     fidelity_path(out).write_text(json.dumps(report, indent=1) + "\n")
@@ -169,8 +184,9 @@ def _reference_rollout(source: Source, ref: Reference, settings: Settings, repor
         ref_step, report["reference"] = keras_step_function(source.keras_model), "keras"
     else:
         ref_step, report["reference"] = ref.step, "numpy"
-    tokens, logits = fidelity.reference_rollout(ref_step, ref.zero_state(), events.START, settings.agreement_steps,
-                                                seed=settings.seed)
+    tokens, logits = fidelity.reference_rollout(
+        ref_step, ref.zero_state(), events.START, settings.agreement_steps, seed=settings.seed
+    )
     if report["reference"] == "keras":  # the exported weights must be the model: the numpy step against Keras
         state, worst = ref.zero_state(), 0.0
         for t, lg in zip(tokens[:200], logits[:200]):
@@ -237,20 +253,28 @@ def add_edgetpu(bundle_path: Path, compiled_path: Path, input_model: Path | None
 
 def table(report: dict) -> str:
     """The report as a text table, one row per variant."""
-    head = f"{'variant':<14}{'size KB':>9}{'median us':>11}{'p99 us':>9}{'test NLL':>10}{'tokens':>8}{'agree':>7}{'max|dl|':>9}  ops"
+    head = (
+        f"{'variant':<14}{'size KB':>9}{'median us':>11}{'p99 us':>9}{'test NLL':>10}{'tokens':>8}{'agree':>7}"
+        f"{'max|dl|':>9}  ops"
+    )
     lines = [head, "-" * len(head)]
     for name, r in report["variants"].items():
         mark = "*" if name == report.get("bundled") else " "
         nll = r["test"]["nll"]
         lines.append(
-            f"{mark}{name:<13}{r['size_bytes'] / 1024:>9.1f}{r['latency']['median_us']:>11.1f}{r['latency']['p99_us']:>9.1f}"
-            f"{(f'{nll:.4f}' if nll is not None else '-'):>10}{r['test']['tokens']:>8}"
-            f"{r['agreement']['argmax_agreement']:>7.3f}{r['agreement']['max_abs_logit_diff']:>9.3f}  {' '.join(r['ops'])}"
+            f"{mark}{name:<13}{r['size_bytes'] / 1024:>9.1f}{r['latency']['median_us']:>11.1f}"
+            f"{r['latency']['p99_us']:>9.1f}{(f'{nll:.4f}' if nll is not None else '-'):>10}{r['test']['tokens']:>8}"
+            f"{r['agreement']['argmax_agreement']:>7.3f}{r['agreement']['max_abs_logit_diff']:>9.3f}"
+            f"  {' '.join(r['ops'])}"
         )
     k = report.get("keras_latency")
     if k:
-        lines.append(f"keras one-step call ({k['method']}): median {k['median_us']:.1f} us, p99 {k['p99_us']:.1f} us; "
-                     f"bundled variant is {report.get('speedup_vs_keras')}x faster")
-    lines.append(f"* bundled: {report.get('bundled')}  (interpreter {report['interpreter']}, 1 thread; "
-                 f"agreement vs {report['reference']} over {report['variants'][report['bundled']]['agreement']['steps']} steps)")
+        lines.append(
+            f"keras one-step call ({k['method']}): median {k['median_us']:.1f} us, p99 {k['p99_us']:.1f} us; "
+            f"bundled variant is {report.get('speedup_vs_keras')}x faster"
+        )
+    lines.append(
+        f"* bundled: {report.get('bundled')}  (interpreter {report['interpreter']}, 1 thread; "
+        f"agreement vs {report['reference']} over {report['variants'][report['bundled']]['agreement']['steps']} steps)"
+    )
     return "\n".join(lines)

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from convert.reference import Reference, free_run, teacher_forced
-from convert.stepmodel import STATE_NAMES
-from player import events
+from cadenza.player import events
+
+from .reference import Reference, free_run, teacher_forced
+from .stepmodel import STATE_NAMES
 
 
-def collect(ref: Reference, pieces: list, n_samples: int = 1000, teacher_tokens: int = 4000,
-            free_steps: int = 6000, n_free_runs: int = 2, seed: int = 0) -> list[tuple[int, tuple]]:
+def collect(
+    ref: Reference,
+    pieces: list,
+    n_samples: int = 1000,
+    teacher_tokens: int = 4000,
+    free_steps: int = 6000,
+    n_free_runs: int = 2,
+    seed: int = 0,
+) -> list[tuple[int, tuple]]:
     """(token, state before it) pairs: half teacher-forced, half free-running, subsampled to n_samples."""
     rng = np.random.default_rng(seed)
     forced: list = []
@@ -27,7 +35,7 @@ def collect(ref: Reference, pieces: list, n_samples: int = 1000, teacher_tokens:
         toks = pieces[i][: teacher_tokens - len(forced)]
         forced += [(t, s) for t, s, _ in teacher_forced(ref.step, toks, ref.zero_state())]
     free: list = []
-    for r in range(n_free_runs):
+    for _r in range(n_free_runs):
         state, first = ref.zero_state(), events.START
         if pieces:  # prime with the opening of a training piece, as the player primes with a phrase
             piece = pieces[int(rng.integers(len(pieces)))][:64]
@@ -36,7 +44,10 @@ def collect(ref: Reference, pieces: list, n_samples: int = 1000, teacher_tokens:
             first = int(piece[-1])
         free += [(t, s) for t, s, _ in free_run(ref.step, first, free_steps, state, rng)]
     half = n_samples // 2
-    pick = lambda xs, k: [xs[j] for j in sorted(rng.choice(len(xs), size=min(k, len(xs)), replace=False))] if xs else []
+
+    def pick(xs: list, k: int) -> list:
+        return [xs[j] for j in sorted(rng.choice(len(xs), size=min(k, len(xs)), replace=False))] if xs else []
+
     return pick(forced, half) + pick(free, n_samples - half)
 
 

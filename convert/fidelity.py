@@ -15,10 +15,11 @@ import time
 
 import numpy as np
 
-from convert.reference import free_run, log_softmax
-from player import events
-from player.bundle import Bundle
-from player.runtime import StepModel, backend_name, make_interpreter
+from cadenza.player import events
+from cadenza.player.bundle import Bundle
+from cadenza.player.runtime import StepModel, backend_name, make_interpreter
+
+from .reference import free_run, log_softmax
 
 
 def backend() -> str:
@@ -48,8 +49,11 @@ def latency(step, tokens: np.ndarray, n_steps: int = 5000, warmup: int = 50) -> 
         t0 = clock()
         step(t)
         times[i] = clock() - t0
-    return {"median_us": round(float(np.median(times)) * 1e6, 2),
-            "p99_us": round(float(np.percentile(times, 99)) * 1e6, 2), "steps": n_steps}
+    return {
+        "median_us": round(float(np.median(times)) * 1e6, 2),
+        "p99_us": round(float(np.percentile(times, 99)) * 1e6, 2),
+        "steps": n_steps,
+    }
 
 
 def test_nll(model: StepModel, pieces: list, max_tokens: int | None = None) -> dict:
@@ -88,5 +92,8 @@ def agreement(model: StepModel, tokens: np.ndarray, ref_logits: np.ndarray) -> d
         model.step(int(t), out=logits)
         same += int(np.argmax(logits) == np.argmax(ref))
         worst = max(worst, float(np.max(np.abs(logits - ref))))
-    return {"argmax_agreement": round(same / len(tokens), 4), "max_abs_logit_diff": round(worst, 4),
-            "steps": len(tokens)}
+    return {
+        "argmax_agreement": round(same / len(tokens), 4),
+        "max_abs_logit_diff": round(worst, 4),
+        "steps": len(tokens),
+    }

@@ -66,7 +66,7 @@ class Reference:
     cell_clip: float
 
     def __post_init__(self) -> None:
-        from train.model import numpy_step  # imports Keras: not at module level, so the CLI fails fast
+        from cadenza.train.model import numpy_step  # imports Keras: not at module level, so the CLI fails fast
 
         self.vocab, self.embed, self.hidden = dims(self.weights)
         self.w = {k: np.asarray(v, dtype=np.float32) for k, v in self.weights.items()}
@@ -85,8 +85,9 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum())
 
 
-def free_run(step, first_token: int, n: int, state, rng: np.random.Generator, temperature: float = 1.0,
-             greedy: bool = False) -> Iterator[tuple[int, tuple, np.ndarray]]:
+def free_run(
+    step, first_token: int, n: int, state, rng: np.random.Generator, temperature: float = 1.0, greedy: bool = False
+) -> Iterator[tuple[int, tuple, np.ndarray]]:
     """Feed the model its own samples: yields (token fed, state before it, logits after it)."""
     token = first_token
     for _ in range(n):

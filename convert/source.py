@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from convert.reference import dims
+from .reference import dims
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ def keras_step_function(model, jit_compile: bool = False) -> Callable:
 
 def split_like_training(config: dict) -> tuple[list, list]:
     """The training and test pieces (token arrays) of the run, split exactly as the trainer split them."""
-    from train import corpus as corpus_mod
-    from train.config import TrainConfig
+    from cadenza.train import corpus as corpus_mod
+    from cadenza.train.config import TrainConfig
 
     try:
         train, _val, test = corpus_mod.splits_for(TrainConfig.from_dict(config))
@@ -108,7 +108,7 @@ def load_source(run_dir: str | Path, with_keras: bool = True) -> Source:
     for key in ("cell_clip", "corpus"):
         if key not in config:
             raise SourceError(f"{run_dir / 'config.json'}: no {key!r}")
-    from train import model as model_mod
+    from cadenza.train import model as model_mod
 
     try:
         keras_model, config_loaded = model_mod.load_run(run_dir)

@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from convert.reference import dims
+from .reference import dims
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class TensorMap:
 
 def tensor_map(model: bytes) -> TensorMap:
     """Map signature keys to the tensor names in the flatbuffer (what model.json records)."""
-    from player.runtime import make_interpreter
+    from cadenza.player.runtime import make_interpreter
 
     interp = make_interpreter(model_content=model)
     sig = interp.get_signature_list()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from player import events
+from cadenza.player import events
 
 TINY = {"embed_dim": 16, "hidden": 32}
 
@@ -41,11 +41,17 @@ def synthetic_corpus(folder: Path, n_pieces: int = 8, seed: int = 0) -> Path:
     return folder
 
 
-def tiny_run(root: Path, seed: int = 0, weight_scale: float = 3.0, preset: str = "tiny", sizes: dict | None = None,
-             name: str = "tiny") -> Path:
+def tiny_run(
+    root: Path,
+    seed: int = 0,
+    weight_scale: float = 3.0,
+    preset: str = "tiny",
+    sizes: dict | None = None,
+    name: str = "tiny",
+) -> Path:
     """A run directory as cadenza-train leaves it, with a random model (tiny unless `preset`/`sizes` say)."""
-    from train.config import make_config
-    from train.model import build_model
+    from cadenza.train.config import make_config
+    from cadenza.train.model import build_model
 
     run_dir = root / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -53,12 +59,23 @@ def tiny_run(root: Path, seed: int = 0, weight_scale: float = 3.0, preset: str =
     cfg = make_config(preset, corpus=str(corpus), **(TINY if sizes is None and preset == "tiny" else sizes or {}))
     model = build_model(cfg)
     rng = np.random.default_rng(seed)
-    model.set_weights([(rng.standard_normal(w.shape) * weight_scale / np.sqrt(w.shape[0] if w.ndim > 1 else 10)
-                        ).astype(np.float32) for w in model.get_weights()])
+    model.set_weights(
+        [
+            (rng.standard_normal(w.shape) * weight_scale / np.sqrt(w.shape[0] if w.ndim > 1 else 10)).astype(np.float32)
+            for w in model.get_weights()
+        ]
+    )
     model.save(run_dir / "model.keras")
     cfg.save(run_dir / "config.json")
-    report = {"test_nll": 3.5, "val_nll": 3.4, "test_accuracy": 0.2, "baseline_test_nll": 3.9, "baseline_order": 3,
-              "tokens_per_second": 1000.0, "max_abs_cell_rollout": 9.0}
+    report = {
+        "test_nll": 3.5,
+        "val_nll": 3.4,
+        "test_accuracy": 0.2,
+        "baseline_test_nll": 3.9,
+        "baseline_order": 3,
+        "tokens_per_second": 1000.0,
+        "max_abs_cell_rollout": 9.0,
+    }
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return run_dir
 
@@ -76,14 +93,30 @@ class Converted:
 @functools.lru_cache(maxsize=None)
 def converted() -> Converted:
     """Convert the tiny run once per process (every variant, the Edge TPU model too)."""
-    from convert.__main__ import main
+    from .__main__ import main
 
     root = Path(tempfile.mkdtemp(prefix="cadenza-convert-"))
     atexit.register(shutil.rmtree, root, True)
     run_dir = tiny_run(root)
     out = root / "models" / "tiny.cadenza"
-    rc = main([str(run_dir), "--out", str(out), "--edgetpu", "--latency-steps", "500", "--agreement-steps", "300",
-               "--keras-steps", "50", "--calibration-samples", "300", "--save-variants", str(root / "variants")])
+    rc = main(
+        [
+            str(run_dir),
+            "--out",
+            str(out),
+            "--edgetpu",
+            "--latency-steps",
+            "500",
+            "--agreement-steps",
+            "300",
+            "--keras-steps",
+            "50",
+            "--calibration-samples",
+            "300",
+            "--save-variants",
+            str(root / "variants"),
+        ]
+    )
     if rc != 0:
         raise RuntimeError(f"cadenza-convert exited {rc}")
     report = json.loads(out.with_name("tiny.fidelity.json").read_text())

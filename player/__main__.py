@@ -40,7 +40,8 @@ FLAG_KEYS = {  # flag dest -> settings key
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cadenza-play",
-        description="Play a Cadenza model to a MIDI synth, answering the phrases played on a keyboard.")
+        description="Play a Cadenza model to a MIDI synth, answering the phrases played on a keyboard.",
+    )
     p.add_argument("--model", metavar="FILE", help="model bundle (*.cadenza); default: the bundled model")
     p.add_argument("--output", metavar="NAME", help="MIDI output: a substring of its name, or 'virtual'")
     p.add_argument("--input", metavar="NAME", help="MIDI input (keyboard): a substring, 'virtual' or 'none'")
@@ -53,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling: keep the most likely tokens up to P")
     p.add_argument("--phrase-gap", type=float, metavar="BEATS", help="silence that ends a phrase")
     p.add_argument("--answer-bars", type=int, metavar="N", help="length of an answer")
-    p.add_argument("--key", metavar="KEY",
-                   help="'auto' (answer in the phrase's key), 'off', or a key to stay in, e.g. 'D minor'")
+    p.add_argument(
+        "--key", metavar="KEY", help="'auto' (answer in the phrase's key), 'off', or a key to stay in, e.g. 'D minor'"
+    )
     p.add_argument("--key-strength", type=float, metavar="S", help="how hard answers lean to the key (0 = not at all)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="play this long, then stop cleanly")
     p.add_argument("--seed", type=int, metavar="N", help="random seed: the same seed plays the same notes")
@@ -65,20 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed-file", metavar="PHRASE.mid", help="a phrase to answer (as if played on the keyboard)")
     g.add_argument("--beats", type=float, metavar="N", help="length to render (default: answer_bars bars)")
     g.add_argument("--include-seed", action="store_true", help="write the phrase before the answer")
-    g.add_argument("--or-render", metavar="OUT.mid",
-                   help="with no MIDI system at all, say so and render a 30-second answer here instead "
-                        "(and OUT.wav when fluidsynth and a General MIDI sound font are installed)")
+    g.add_argument(
+        "--or-render",
+        metavar="OUT.mid",
+        help="with no MIDI system at all, say so and render a 30-second answer here instead "
+        "(and OUT.wav when fluidsynth and a General MIDI sound font are installed)",
+    )
     return p
 
 
 FALLBACK_SECONDS = 30.0
-SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
-              "/usr/share/soundfonts/default.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
+SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+)
 
 
 def midi_missing(settings) -> str | None:
     """The one-line reason when this machine has no MIDI system for the configured backend, else None."""
-    from player.ports import PortError, list_ports, open_backend
+    from .ports import PortError, list_ports, open_backend
 
     try:
         list_ports(open_backend(settings.midi.backend))
@@ -94,30 +103,40 @@ def render_instead(settings, args, reason: str) -> int:
     import subprocess
     from pathlib import Path
 
-    from player.daemon import render_file
+    from .daemon import render_file
 
     beats = args.beats or FALLBACK_SECONDS * settings.play.tempo / 60.0
     seed_file, include_seed = args.seed_file, args.include_seed
     example = Path(__file__).resolve().parent.parent / "examples" / "phrase.mid"
     if seed_file is None and example.exists():  # a source checkout: answer the example phrase
         seed_file, include_seed = str(example), True
-    print(f"cadenza-play: {reason}; rendering a {FALLBACK_SECONDS:g}-second answer to {args.or_render} instead",
-          file=sys.stderr)
+    print(
+        f"cadenza-play: {reason}; rendering a {FALLBACK_SECONDS:g}-second answer to {args.or_render} instead",
+        file=sys.stderr,
+    )
     code = render_file(settings, args.or_render, seed_file=seed_file, beats=beats, include_seed=include_seed)
     font = next((f for f in SOUNDFONTS if Path(f).exists()), None)
     if code == 0 and shutil.which("fluidsynth") and font:
         wav = str(Path(args.or_render).with_suffix(".wav"))
-        res = subprocess.run(["fluidsynth", "-ni", "-F", wav, "-r", "44100", font, args.or_render],
-                             capture_output=True, text=True)
-        print(f"cadenza-play: wrote {wav}" if res.returncode == 0 else
-              f"cadenza-play: fluidsynth could not write {wav}: {res.stderr.strip()[-200:]}", file=sys.stderr)
+        res = subprocess.run(
+            ["fluidsynth", "-ni", "-F", wav, "-r", "44100", font, args.or_render], capture_output=True, text=True
+        )
+        print(
+            f"cadenza-play: wrote {wav}"
+            if res.returncode == 0
+            else f"cadenza-play: fluidsynth could not write {wav}: {res.stderr.strip()[-200:]}",
+            file=sys.stderr,
+        )
     return code
 
 
 def setup_logging(level: str = "info") -> None:
     """stderr; without timestamps under systemd (the journal stamps each line)."""
-    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") \
+    fmt = (
+        "%(levelname)s %(name)s: %(message)s"
+        if os.environ.get("JOURNAL_STREAM")
         else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -132,7 +151,7 @@ def flag_overrides(args: argparse.Namespace) -> dict:
 
 
 def load_settings(args: argparse.Namespace):
-    from player.config import load_config, override
+    from .config import load_config, override
 
     return override(load_config(args.config), flag_overrides(args))
 
@@ -140,14 +159,14 @@ def load_settings(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging("debug" if args.debug else "info")
-    from player.bundle import BundleError
-    from player.config import ConfigError
-    from player.events import MidiFileError
-    from player.ports import PortError
+    from .bundle import BundleError
+    from .config import ConfigError
+    from .events import MidiFileError
+    from .ports import PortError
 
     try:
         if args.list_ports:
-            from player.ports import format_port_list, open_backend
+            from .ports import format_port_list, open_backend
 
             backend = args.backend
             if backend is None:
@@ -158,22 +177,22 @@ def main(argv: list[str] | None = None) -> int:
         if not args.debug:
             setup_logging(settings.log.level)
         if args.render:
-            from player.daemon import render_file
+            from .daemon import render_file
 
-            return render_file(settings, args.render, seed_file=args.seed_file, beats=args.beats,
-                               include_seed=args.include_seed)
+            return render_file(
+                settings, args.render, seed_file=args.seed_file, beats=args.beats, include_seed=args.include_seed
+            )
         if args.or_render:
             reason = midi_missing(settings)
             if reason:
                 return render_instead(settings, args, reason)
         if args.seed_file or args.beats or args.include_seed:
             raise ConfigError("--seed-file, --beats and --include-seed go with --render or --or-render")
-        from player.daemon import Daemon
+        from .daemon import Daemon
 
-        return Daemon(settings, config_path=args.config, overrides=flag_overrides(args),
-                      duration=args.duration).run()
+        return Daemon(settings, config_path=args.config, overrides=flag_overrides(args), duration=args.duration).run()
     except (ConfigError, BundleError, PortError, MidiFileError, ImportError, OSError, ValueError) as e:
-        logging.getLogger("player").debug("exiting on an error", exc_info=True)
+        logging.getLogger("cadenza.player").debug("exiting on an error", exc_info=True)
         text = " ".join(str(e).split()) or type(e).__name__
         print(f"cadenza-play: {text}", file=sys.stderr)
         return EXIT_USAGE

@@ -21,7 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from player import events
+from . import events
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"

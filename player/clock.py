@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from player.events import TICKS_PER_BEAT
+from .events import TICKS_PER_BEAT
 
 MIN_BPM, MAX_BPM = 20.0, 400.0
 

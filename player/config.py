@@ -75,7 +75,9 @@ class Play:
     # "auto": answer in the key of the phrase just played (a duet: of the last few bars); "off"; or a key
     # that always holds, e.g. "D minor". The model alone drifts out of the phrase's key within a bar.
     key: str = _f("auto", "key")
-    key_strength: float = _f(KEY_STRENGTH, "float", 0.0, 10.0)  # how hard the answer leans to the key (bench/steering.py)
+    key_strength: float = _f(
+        KEY_STRENGTH, "float", 0.0, 10.0
+    )  # how hard the answer leans to the key (bench/steering.py)
 
 
 @dataclass(frozen=True)
@@ -231,14 +233,14 @@ def _check(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
     if kind == "key":
-        from player.keys import parse_setting
+        from .keys import parse_setting
 
         try:
             if not isinstance(value, str):
                 raise ValueError
             parse_setting(value)
         except ValueError:
-            raise ConfigError(f"{key} must be \"auto\", \"off\" or a key such as \"D minor\", got {value!r}") from None
+            raise ConfigError(f'{key} must be "auto", "off" or a key such as "D minor", got {value!r}') from None
         return value
     if kind == "choice":
         if value not in meta["choices"]:

@@ -21,8 +21,8 @@ from typing import Callable
 
 import mido
 
-from player.logutil import Throttle
-from player.steering import MODES, SUSTAIN
+from .logutil import Throttle
+from .steering import MODES, SUSTAIN
 
 log = logging.getLogger(__name__)
 QUIET = Throttle(log)  # a CC storm must not write a line per message
@@ -53,8 +53,16 @@ class ControlMap:
             v = getattr(controls, name, None)
             return None if v is None or isinstance(v, bool) or int(v) < 0 else int(v)
 
-        return cls(cc("temperature"), cc("tempo"), cc("mode"), cc("answer_bars"), cc("panic"),
-                   cc("phrase_end"), bool(getattr(controls, "sustain_ends_phrase", True)), cc("key_strength"))
+        return cls(
+            cc("temperature"),
+            cc("tempo"),
+            cc("mode"),
+            cc("answer_bars"),
+            cc("panic"),
+            cc("phrase_end"),
+            bool(getattr(controls, "sustain_ends_phrase", True)),
+            cc("key_strength"),
+        )
 
     def interpret(self, control: int, value: int) -> tuple[str, object] | None:
         """(setting, new value) for a CC, or None when the CC is not mapped."""
@@ -82,8 +90,15 @@ class ControlMap:
 class InputRouter:
     """Takes (t, msg, tick) from the scheduler: thru, controls, the conductor."""
 
-    def __init__(self, scheduler, controls: ControlMap, *, thru: bool = False, input_channel: int | None = None,
-                 on_change: Callable[[str, object], None] | None = None) -> None:
+    def __init__(
+        self,
+        scheduler,
+        controls: ControlMap,
+        *,
+        thru: bool = False,
+        input_channel: int | None = None,
+        on_change: Callable[[str, object], None] | None = None,
+    ) -> None:
         self.scheduler = scheduler
         self.controls = controls
         self.thru = thru

@@ -23,14 +23,14 @@ import time
 
 import mido
 
-from player import notify
-from player.clock import RealClock, TempoMap
-from player.controls import ControlMap, InputRouter
-from player.engine import Engine
-from player.midiclock import ClockFollower
-from player.sampling import Sampler
-from player.scheduler import PortInbox, Scheduler
-from player.steering import Conductor
+from . import notify
+from .clock import RealClock, TempoMap
+from .controls import ControlMap, InputRouter
+from .engine import Engine
+from .midiclock import ClockFollower
+from .sampling import Sampler
+from .scheduler import PortInbox, Scheduler
+from .steering import Conductor
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,13 @@ EXIT_FAULT = 1
 
 
 def model_path(settings) -> str:
-    from player.bundle import default_model_path
+    from .bundle import default_model_path
 
     return settings.model or str(default_model_path())
 
 
 def open_model(settings):
-    from player.runtime import open_model as _open
+    from .runtime import open_model as _open
 
     path = model_path(settings)
     model = _open(path, num_threads=settings.num_threads)
@@ -59,8 +59,9 @@ def set_realtime(priority: int = RT_PRIORITY) -> bool:
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except (AttributeError, OSError) as e:
-        log.info("real-time scheduling not permitted (%s); running at normal priority",
-                 getattr(e, "strerror", None) or e)
+        log.info(
+            "real-time scheduling not permitted (%s); running at normal priority", getattr(e, "strerror", None) or e
+        )
         return False
     log.info("scheduler loop at SCHED_FIFO priority %d", priority)
     return True
@@ -80,8 +81,12 @@ def hold_wakeup_latency(microseconds: int, path: str = CPU_DMA_LATENCY) -> int |
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
-        log.info("cannot hold CPU wake-up latency at %d µs (%s: %s); CPUs may idle deeply between notes",
-                 microseconds, path, e.strerror or e)
+        log.info(
+            "cannot hold CPU wake-up latency at %d µs (%s: %s); CPUs may idle deeply between notes",
+            microseconds,
+            path,
+            e.strerror or e,
+        )
         return None
     try:
         os.write(fd, struct.pack("=i", int(microseconds)))
@@ -98,11 +103,12 @@ def under_systemd() -> bool:
     return bool(os.environ.get("INVOCATION_ID"))
 
 
-def render_file(settings, out_path: str, seed_file: str | None = None, beats: float | None = None,
-                include_seed: bool = False) -> int:
+def render_file(
+    settings, out_path: str, seed_file: str | None = None, beats: float | None = None, include_seed: bool = False
+) -> int:
     """--render: the engine on a simulated clock, no ports; writes a MIDI file."""
-    from player.events import MidiFileError, read_midi
-    from player.render import render, write_render
+    from .events import MidiFileError, read_midi
+    from .render import render, write_render
 
     phrase = read_midi(seed_file) if seed_file else None
     play = settings.play
@@ -113,10 +119,21 @@ def render_file(settings, out_path: str, seed_file: str | None = None, beats: fl
     model = open_model(settings)
     t0 = time.perf_counter()
     try:
-        rendered = render(model, beats=beats, phrase=phrase, tempo=play.tempo, temperature=play.temperature,
-                          top_p=play.top_p, seed=play.seed, phrase_gap=play.phrase_gap,
-                          channel=settings.midi.channel - 1, key=play.key, key_strength=play.key_strength,
-                          pedal_hold_bars=play.pedal_hold_bars, beats_per_bar=play.beats_per_bar)
+        rendered = render(
+            model,
+            beats=beats,
+            phrase=phrase,
+            tempo=play.tempo,
+            temperature=play.temperature,
+            top_p=play.top_p,
+            seed=play.seed,
+            phrase_gap=play.phrase_gap,
+            channel=settings.midi.channel - 1,
+            key=play.key,
+            key_strength=play.key_strength,
+            pedal_hold_bars=play.pedal_hold_bars,
+            beats_per_bar=play.beats_per_bar,
+        )
     except MidiFileError:
         raise  # the seed file's fault (a phrase with no notes): exit 2
     except Exception as e:  # the engine's fault, not a setting's
@@ -130,8 +147,14 @@ def render_file(settings, out_path: str, seed_file: str | None = None, beats: fl
 
 
 class Daemon:
-    def __init__(self, settings, config_path: str | None = None, overrides: dict | None = None,
-                 duration: float | None = None, clock=None) -> None:
+    def __init__(
+        self,
+        settings,
+        config_path: str | None = None,
+        overrides: dict | None = None,
+        duration: float | None = None,
+        clock=None,
+    ) -> None:
         self.settings = settings
         self.config_path = config_path
         self.overrides = overrides or {}
@@ -148,7 +171,7 @@ class Daemon:
     # -- wiring ---------------------------------------------------------------
 
     def _open_ports(self):
-        from player.ports import InputPort, OutputPort, open_backend
+        from .ports import InputPort, OutputPort, open_backend
 
         m = self.settings.midi
         backend = open_backend(m.backend)
@@ -172,15 +195,38 @@ class Daemon:
             timebase = TempoMap(play.tempo, clock.now())
         engine = Engine(model, Sampler(play.temperature, play.top_p, play.seed), channel=s.midi.channel - 1)
         align = None if timebase.external else self._align
-        cond = Conductor(engine, mode=play.mode, phrase_gap=play.phrase_gap, answer_bars=play.answer_bars,
-                         beats_per_bar=play.beats_per_bar, sustain_ends_phrase=s.controls.sustain_ends_phrase,
-                         align=align, key=play.key, key_strength=play.key_strength,
-                         pedal_hold_bars=play.pedal_hold_bars)
-        sch = Scheduler(cond, clock, timebase, PortInbox(clock, self.inp), _Sink(self), velocity_scale=play.velocity_scale,
-                        send_clock=s.clock.send and not timebase.external, on_alive=self._alive)
-        sch.handle = _Recorded(self, InputRouter(sch, ControlMap.from_settings(s.controls), thru=s.midi.thru,
-                                                 input_channel=s.midi.input_channel - 1 if s.midi.input_channel else None,
-                                                 on_change=lambda *_: self._status()))
+        cond = Conductor(
+            engine,
+            mode=play.mode,
+            phrase_gap=play.phrase_gap,
+            answer_bars=play.answer_bars,
+            beats_per_bar=play.beats_per_bar,
+            sustain_ends_phrase=s.controls.sustain_ends_phrase,
+            align=align,
+            key=play.key,
+            key_strength=play.key_strength,
+            pedal_hold_bars=play.pedal_hold_bars,
+        )
+        sch = Scheduler(
+            cond,
+            clock,
+            timebase,
+            PortInbox(clock, self.inp),
+            _Sink(self),
+            velocity_scale=play.velocity_scale,
+            send_clock=s.clock.send and not timebase.external,
+            on_alive=self._alive,
+        )
+        sch.handle = _Recorded(
+            self,
+            InputRouter(
+                sch,
+                ControlMap.from_settings(s.controls),
+                thru=s.midi.thru,
+                input_channel=s.midi.input_channel - 1 if s.midi.input_channel else None,
+                on_change=lambda *_: self._status(),
+            ),
+        )
         return sch
 
     def _align(self, tick_float: float, tick: int) -> None:
@@ -190,8 +236,7 @@ class Daemon:
 
     def _status(self) -> None:
         sch = self.scheduler
-        text = (f"{sch.conductor.mode}, {sch.timebase.bpm:.0f} BPM, "
-                f"temperature {sch.engine.sampler.temperature:.2f}")
+        text = f"{sch.conductor.mode}, {sch.timebase.bpm:.0f} BPM, temperature {sch.engine.sampler.temperature:.2f}"
         if sch.timebase.external:
             text += " (external clock)"
         text += f", {sch.conductor.describe_key()}"
@@ -230,8 +275,9 @@ class Daemon:
                 self._solo_for_keyboard = False
                 sch = self.scheduler
                 log.info("keyboard %s connected: call-response", self.inp.name)
-                if sch.conductor.set_mode("call-response", sch.timebase.tick_at(now) if sch.timebase.running
-                                          else sch.engine.cursor):
+                if sch.conductor.set_mode(
+                    "call-response", sch.timebase.tick_at(now) if sch.timebase.running else sch.engine.cursor
+                ):
                     sch.silence()
                 self._status()
         if self._reload:
@@ -240,7 +286,7 @@ class Daemon:
 
     def reload(self) -> None:
         """SIGHUP: settings and model again, the ports kept; anything broken keeps the old."""
-        from player.config import load_config, override
+        from .config import load_config, override
 
         notify.reloading()
         try:
@@ -292,7 +338,7 @@ class Daemon:
         self._open_ports()
         try:
             if s.record.enabled:
-                from player.recorder import SessionRecorder
+                from .recorder import SessionRecorder
 
                 self.recorder = SessionRecorder(s.record.directory, s.record.max_files, s.record.max_bytes)
             self.scheduler = sch = self._build(model)
@@ -332,8 +378,12 @@ class Daemon:
         try:
             sch.run(until=until)
         except Exception as e:
-            log.exception("fault while playing (%s: %s): silencing, exiting with code %d to be restarted",
-                          type(e).__name__, " ".join(str(e).split()), EXIT_FAULT)
+            log.exception(
+                "fault while playing (%s: %s): silencing, exiting with code %d to be restarted",
+                type(e).__name__,
+                " ".join(str(e).split()),
+                EXIT_FAULT,
+            )
             code = EXIT_FAULT
         finally:
             notify.stopping()

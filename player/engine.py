@@ -28,9 +28,9 @@ from collections import deque
 import mido
 import numpy as np
 
-from player import events as ev
-from player import keys
-from player.events import TimedMessage
+from . import events as ev
+from . import keys
+from .events import TimedMessage
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,9 @@ class _Checkpoint:
 class Engine:
     """Owns the model state and the sounding notes; turns tokens into TimedMessages."""
 
-    def __init__(self, model, sampler, channel: int = 0, rest_limit: int = 8 * 4 * ev.TICKS_PER_BEAT,
-                 keep_history: bool = False) -> None:
+    def __init__(
+        self, model, sampler, channel: int = 0, rest_limit: int = 8 * 4 * ev.TICKS_PER_BEAT, keep_history: bool = False
+    ) -> None:
         self.model = model
         self.sampler = sampler
         self.decoder = ev.StreamDecoder(channel=channel)
@@ -151,11 +152,22 @@ class Engine:
         # those, or solo and duet (no keyboard token to clear them) grow by one per token.
         cps = self._cps
         if cps and cps[0].produced < self.taken:
-            del cps[:next((i for i, cp in enumerate(cps) if cp.produced >= self.taken), len(cps))]
-        self._cps.append(_Checkpoint(
-            self.cursor, self.model.get_state(), self.logits, (d.tick, d.velocity, dict(d.sounding)),
-            self.velocity_bin, self.produced, self.playing, self.limit, self.lead_in,
-            self.last_event_tick, len(self.history)))
+            del cps[: next((i for i, cp in enumerate(cps) if cp.produced >= self.taken), len(cps))]
+        self._cps.append(
+            _Checkpoint(
+                self.cursor,
+                self.model.get_state(),
+                self.logits,
+                (d.tick, d.velocity, dict(d.sounding)),
+                self.velocity_bin,
+                self.produced,
+                self.playing,
+                self.limit,
+                self.lead_in,
+                self.last_event_tick,
+                len(self.history),
+            )
+        )
 
     def _move_to(self, tick: int, origin: str, checkpoint: bool) -> None:
         """Silence up to `tick`, as SHIFT tokens."""
@@ -187,7 +199,7 @@ class Engine:
             self.produced -= 1
         self.playing, self.limit, self.lead_in = cp.playing, cp.limit, cp.lead_in
         self.last_event_tick = cp.last_event_tick
-        del self.history[cp.history:]
+        del self.history[cp.history :]
         return self.cursor
 
     # -- listening --------------------------------------------------------------
@@ -217,8 +229,12 @@ class Engine:
             if is_shift(tok):  # the encoder's own shifts: we only need its times
                 t += shift_ticks(tok)
                 continue
-            if (not self.playing and not self.sounding and t - self.last_event_tick > self.rest_limit
-                    and self.cursor - self.last_event_tick >= self.rest_limit):
+            if (
+                not self.playing
+                and not self.sounding
+                and t - self.last_event_tick > self.rest_limit
+                and self.cursor - self.last_event_tick >= self.rest_limit
+            ):
                 log.debug("a new phrase after a long rest: starting a new piece at tick %d", t)
                 self.start(t)
             if t < self.cursor:

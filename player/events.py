@@ -307,7 +307,7 @@ def read_midi(path: str | Path) -> mido.MidiFile:
 def file_messages(mid: mido.MidiFile) -> Iterator[tuple[float, mido.Message]]:
     """All note messages of all tracks, merged, stamped in our ticks (tempo-free)."""
     scale = TICKS_PER_BEAT / mid.ticks_per_beat
-    for track_idx, track in enumerate(mid.tracks):
+    for _track_idx, track in enumerate(mid.tracks):
         now = 0
         for msg in track:
             now += msg.time

@@ -36,7 +36,7 @@ import time
 
 import mido
 
-from player.portio import PortError, _explain
+from .portio import PortError, _explain
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from typing import Callable
 
 
 class Throttle:
-    def __init__(self, logger: logging.Logger, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, logger: logging.Logger, interval: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.logger = logger
         self.interval = interval
         self.clock = clock

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from player.events import TICKS_PER_BEAT
+from .events import TICKS_PER_BEAT
 
 DEFAULT_BPM = 120.0
 BANDWIDTH_HZ = 0.5  # of the loop: low enough to smooth USB jitter, high enough to follow a tempo ramp

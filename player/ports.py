@@ -40,8 +40,8 @@ from typing import Callable
 
 import mido
 
-from player import jackmidi
-from player.portio import (  # noqa: F401  (PortError, PortNotFound are this module's API)
+from . import jackmidi
+from .portio import (  # noqa: F401  (PortError, PortNotFound are this module's API)
     RTMIDI,
     PortError,
     PortNotFound,
@@ -369,8 +369,16 @@ class OutputPort(_Port):
 
     kind = "output"
 
-    def __init__(self, query: str, backend, client_name: str = "cadenza", *, wait: bool = False,
-                 silence_channels=ALL_CHANNELS, reconnect_interval: float = RECONNECT_INTERVAL_S):
+    def __init__(
+        self,
+        query: str,
+        backend,
+        client_name: str = "cadenza",
+        *,
+        wait: bool = False,
+        silence_channels=ALL_CHANNELS,
+        reconnect_interval: float = RECONNECT_INTERVAL_S,
+    ):
         super().__init__(query or "", backend, client_name, reconnect_interval, wait=wait)
         self.dropped = 0  # messages sent while the port was lost (or that failed)
         self.sent = 0
@@ -504,8 +512,16 @@ class InputPort(_Port):
 
     kind = "input"
 
-    def __init__(self, query: str | None, backend, client_name: str = "cadenza", queue_size: int = 4096, *,
-                 wait: bool = False, reconnect_interval: float = RECONNECT_INTERVAL_S):
+    def __init__(
+        self,
+        query: str | None,
+        backend,
+        client_name: str = "cadenza",
+        queue_size: int = 4096,
+        *,
+        wait: bool = False,
+        reconnect_interval: float = RECONNECT_INTERVAL_S,
+    ):
         self.dropped = 0
         self.malformed = 0
         self.received = 0
@@ -515,8 +531,9 @@ class InputPort(_Port):
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.enabled = bool(query) and query.lower() != "none"
         self.auto = (query or "").lower() == "auto"
-        super().__init__(query or "none", backend, client_name, reconnect_interval, callback=self._on_midi,
-                         wait=wait or self.auto)
+        super().__init__(
+            query or "none", backend, client_name, reconnect_interval, callback=self._on_midi, wait=wait or self.auto
+        )
         if self.enabled:
             self._start()
 
@@ -580,9 +597,12 @@ class InputPort(_Port):
             return
         more_lost = counts[1] + counts[3] > self._logged[1] + self._logged[3]
         self._logged, self._logged_at = counts, now
-        log.log(logging.WARNING if more_lost else logging.INFO,
-                "MIDI input %s: %d received, %d dropped (queue full), %d malformed, %d over the rate limit",
-                self.name or self.query, *counts)
+        log.log(
+            logging.WARNING if more_lost else logging.INFO,
+            "MIDI input %s: %d received, %d dropped (queue full), %d malformed, %d over the rate limit",
+            self.name or self.query,
+            *counts,
+        )
 
     def _before_close(self) -> None:
         if self.enabled:

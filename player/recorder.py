@@ -128,8 +128,12 @@ class SessionRecorder:
                 count -= 1
                 total -= size
             if deleted:
-                log.info("session recorder: deleted %d old session(s) to stay within %d files, %d bytes",
-                         len(deleted), self.max_files, self.max_bytes)
+                log.info(
+                    "session recorder: deleted %d old session(s) to stay within %d files, %d bytes",
+                    len(deleted),
+                    self.max_files,
+                    self.max_bytes,
+                )
         except Exception as e:
             self._warn("trim", f"session recorder: cannot trim {self.directory}: {e}")
         return deleted

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import mido
 
-from player import events as ev
-from player.clock import SimClock, TempoMap
-from player.controls import ControlMap, InputRouter
-from player.engine import Engine
-from player.events import TimedMessage
-from player.sampling import Sampler
-from player.scheduler import NoInbox, Scheduler, ScriptedInbox
-from player.steering import SUSTAIN, Conductor
+from . import events as ev
+from .clock import SimClock, TempoMap
+from .controls import ControlMap, InputRouter
+from .engine import Engine
+from .events import TimedMessage
+from .sampling import Sampler
+from .scheduler import NoInbox, Scheduler, ScriptedInbox
+from .steering import SUSTAIN, Conductor
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +98,23 @@ def render_bound_ticks(cond: Conductor, last_tick: float) -> float:
     return last_tick + cond.hold_bound_ticks + cond.gap_ticks + cond.answer_ticks + RENDER_SLACK_TICKS
 
 
-def render(model, *, beats: float = 16.0, phrase: mido.MidiFile | None = None, tempo: float = 100.0,
-           temperature: float = 1.0, top_p: float = 0.95, seed: int | None = None, phrase_gap: float = 1.0,
-           channel: int = 0, keep_history: bool = False, key: str = "off", key_strength: float = 0.0,
-           pedal_hold_bars: float = 4, beats_per_bar: int = 4) -> Rendered:
+def render(
+    model,
+    *,
+    beats: float = 16.0,
+    phrase: mido.MidiFile | None = None,
+    tempo: float = 100.0,
+    temperature: float = 1.0,
+    top_p: float = 0.95,
+    seed: int | None = None,
+    phrase_gap: float = 1.0,
+    channel: int = 0,
+    keep_history: bool = False,
+    key: str = "off",
+    key_strength: float = 0.0,
+    pedal_hold_bars: float = 4,
+    beats_per_bar: int = 4,
+) -> Rendered:
     """Play `beats` beats: the answer to `phrase`, or a solo from START.
 
     Stops at `render_bound_ticks` of simulated time at the latest; `complete` on the result says
@@ -113,8 +126,15 @@ def render(model, *, beats: float = 16.0, phrase: mido.MidiFile | None = None, t
     if phrase is not None and not any(m.type == "note_on" and m.velocity > 0 for _, _, m in events):
         raise ev.MidiFileError("the seed phrase has no notes")
     mode = "call-response" if events else "solo"
-    cond = Conductor(engine, mode=mode, phrase_gap=phrase_gap, key=key, key_strength=key_strength,
-                     pedal_hold_bars=pedal_hold_bars, beats_per_bar=beats_per_bar)
+    cond = Conductor(
+        engine,
+        mode=mode,
+        phrase_gap=phrase_gap,
+        key=key,
+        key_strength=key_strength,
+        pedal_hold_bars=pedal_hold_bars,
+        beats_per_bar=beats_per_bar,
+    )
     if events:
         cond.answer_beats = beats
     else:
@@ -139,8 +159,9 @@ def render(model, *, beats: float = 16.0, phrase: mido.MidiFile | None = None, t
     return res
 
 
-def write_render(path: str | Path, rendered: Rendered, include_seed: bool, tempo: float,
-                 program: int | None = None) -> mido.MidiFile:
+def write_render(
+    path: str | Path, rendered: Rendered, include_seed: bool, tempo: float, program: int | None = None
+) -> mido.MidiFile:
     """The answer as a MIDI file; with include_seed, a type-1 file: track 0 the phrase, track 1 the answer."""
     if not include_seed:
         mid = ev.to_midi(rendered.answer, tempo_bpm=tempo, program=program)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from player.bundle import Bundle, BundleError, load_bundle
+from .bundle import Bundle, BundleError, load_bundle
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,12 @@ def backend_name() -> str:
     return interpreter_module().__name__.split(".")[0]
 
 
-def make_interpreter(model_content: bytes | None = None, model_path: str | None = None, num_threads: int = 1,
-                     delegates: list | None = None):
+def make_interpreter(
+    model_content: bytes | None = None,
+    model_path: str | None = None,
+    num_threads: int = 1,
+    delegates: list | None = None,
+):
     mod = interpreter_module()
     kwargs = {"num_threads": int(num_threads)}
     if delegates:
@@ -78,7 +82,11 @@ def load_edgetpu_delegate():
     try:
         return interpreter_module().load_delegate(EDGETPU_LIBRARY)
     except (ValueError, OSError, RuntimeError, AttributeError) as exc:
-        log.info("Edge TPU not used (%s: %s); running on the CPU", EDGETPU_LIBRARY, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        log.info(
+            "Edge TPU not used (%s: %s); running on the CPU",
+            EDGETPU_LIBRARY,
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        )
         return None
 
 
@@ -143,8 +151,14 @@ class StepModel:
         self._bind(interp, *names, where)
         self._pin(interp)
         self.reset()
-        log.info("model %s (%s%s), %d threads, interpreter %s", where, self.meta["variant"],
-                 ", Edge TPU" if self.on_edgetpu else "", num_threads, backend_name())
+        log.info(
+            "model %s (%s%s), %d threads, interpreter %s",
+            where,
+            self.meta["variant"],
+            ", Edge TPU" if self.on_edgetpu else "",
+            num_threads,
+            backend_name(),
+        )
 
     def _bind(self, interp, in_names: dict, out_names: dict, where) -> None:
         ins = {d["name"]: d for d in interp.get_input_details()}
@@ -161,19 +175,28 @@ class StepModel:
         self._token = port(ins, in_names, tok_role, "input")
         want_tok = (1, self.vocab_size) if self.onehot else (1, 1)
         if self._token.shape != want_tok:
-            raise BundleError(f"{where}: {tok_role} input has shape {list(self._token.shape)}, expected {list(want_tok)}")
+            raise BundleError(
+                f"{where}: {tok_role} input has shape {list(self._token.shape)}, expected {list(want_tok)}"
+            )
         self._logits = port(outs, out_names, "logits", "output")
         if self._logits.shape != (1, self.vocab_size):
-            raise BundleError(f"{where}: logits have shape {list(self._logits.shape)}, but the vocabulary has "
-                              f"{self.vocab_size} tokens")
+            raise BundleError(
+                f"{where}: logits have shape {list(self._logits.shape)}, but the vocabulary has "
+                f"{self.vocab_size} tokens"
+            )
         self._in, self._out = [], []
         for spec in self.meta["states"]:
             role, shape = spec["name"], tuple(spec["shape"])
-            for ports, table, names, kind in ((self._in, ins, in_names, "input"), (self._out, outs, out_names, "output")):
+            for ports, table, names, kind in (
+                (self._in, ins, in_names, "input"),
+                (self._out, outs, out_names, "output"),
+            ):
                 p = port(table, names, role, kind)
                 if p.shape != shape:
-                    raise BundleError(f"{where}: state {role} is {list(shape)} in model.json but {list(p.shape)} "
-                                      f"in the model's {kind}")
+                    raise BundleError(
+                        f"{where}: state {role} is {list(shape)} in model.json but {list(p.shape)} "
+                        f"in the model's {kind}"
+                    )
                 ports.append(p)
         if not (self._token.dtype == np.int32 or self.onehot):
             raise BundleError(f"{where}: token input has dtype {self._token.dtype}, expected int32")
@@ -284,7 +307,7 @@ def _carry_table(src: _Port, dst: _Port | None):
 def open_model(path: str | os.PathLike | None = None, num_threads: int = 1, use_edgetpu: bool = True) -> StepModel:
     """Load a bundle (default: the shipped model) and make its StepModel."""
     if path is None:
-        from player.bundle import default_model_path
+        from .bundle import default_model_path
 
         path = default_model_path()
     return StepModel(load_bundle(Path(path)), num_threads=num_threads, use_edgetpu=use_edgetpu)

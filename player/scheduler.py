@@ -21,8 +21,8 @@ from typing import Callable, Iterable
 
 import mido
 
-from player.events import TimedMessage
-from player.logutil import Throttle
+from .events import TimedMessage
+from .logutil import Throttle
 
 log = logging.getLogger(__name__)
 QUIET = Throttle(log)  # Start/Stop bytes in a flood of input
@@ -61,7 +61,7 @@ class ScriptedInbox:
 
     def add(self, t: float, msg: mido.Message) -> None:
         self.events.append((t, msg))
-        self.events[self.i:] = sorted(self.events[self.i:], key=lambda e: e[0])
+        self.events[self.i :] = sorted(self.events[self.i :], key=lambda e: e[0])
 
     def poll(self) -> list:
         now, out = self.clock.now(), []
@@ -112,11 +112,23 @@ class Scheduler:
     external time base.
     """
 
-    def __init__(self, conductor, clock, timebase, inbox, sink, *, handle: Callable | None = None,
-                 lookahead: float = 0.15, margin: float = 0.002, idle: float = 0.05,
-                 velocity_scale: float = 1.0, send_clock: bool = False,
-                 on_alive: Callable[[float], None] | None = None,
-                 on_sent: Callable[[TimedMessage, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        conductor,
+        clock,
+        timebase,
+        inbox,
+        sink,
+        *,
+        handle: Callable | None = None,
+        lookahead: float = 0.15,
+        margin: float = 0.002,
+        idle: float = 0.05,
+        velocity_scale: float = 1.0,
+        send_clock: bool = False,
+        on_alive: Callable[[float], None] | None = None,
+        on_sent: Callable[[TimedMessage, float], None] | None = None,
+    ) -> None:
         self.conductor = conductor
         self.engine = conductor.engine
         self.clock = clock

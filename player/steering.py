@@ -32,10 +32,10 @@ from typing import Callable
 
 import mido
 
-from player import keys
-from player.engine import Engine
-from player.logutil import Throttle
-from player.events import MAX_NOTE_TICKS, TICKS_PER_BEAT
+from . import keys
+from .engine import Engine
+from .events import MAX_NOTE_TICKS, TICKS_PER_BEAT
+from .logutil import Throttle
 
 log = logging.getLogger(__name__)
 QUIET = Throttle(log)  # a mode knob swept back and forth changes mode many times a second
@@ -46,10 +46,19 @@ KEY_HALF_LIFE_BEATS = 16  # in a duet, a note counts half as much four bars late
 
 
 class Conductor:
-    def __init__(self, engine: Engine, mode: str = "call-response", phrase_gap: float = 1.0,
-                 answer_bars: int = 2, beats_per_bar: int = 4, sustain_ends_phrase: bool = True,
-                 align: Callable[[float, int], None] | None = None, key: str = "off",
-                 key_strength: float = 0.0, pedal_hold_bars: float = 4) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        mode: str = "call-response",
+        phrase_gap: float = 1.0,
+        answer_bars: int = 2,
+        beats_per_bar: int = 4,
+        sustain_ends_phrase: bool = True,
+        align: Callable[[float, int], None] | None = None,
+        key: str = "off",
+        key_strength: float = 0.0,
+        pedal_hold_bars: float = 4,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.engine = engine

@@ -35,6 +35,6 @@ def jack_server(tmp_path_factory):
 def bundle():
     """The tiny converted bundle (`convert.testing.converted`, made once per process)."""
     pytest.importorskip("tensorflow")
-    from convert.testing import converted
+    from cadenza.convert.testing import converted
 
     return converted().bundle

@@ -24,13 +24,35 @@ ROOT = Path(__file__).resolve().parent.parent
 CADENZA_PLAY = Path(sys.executable).parent / "cadenza-play"  # the installed console script
 
 
-def write_config(folder: Path, model: str | Path, *, client: str, mode: str = "solo", input: str = "none",
-                 tempo: float = 100.0, seed: int | None = 1, controls: dict | None = None, extra: str = "",
-                 name: str = "config.toml", output: str = "virtual") -> Path:
+def write_config(
+    folder: Path,
+    model: str | Path,
+    *,
+    client: str,
+    mode: str = "solo",
+    input: str = "none",
+    tempo: float = 100.0,
+    seed: int | None = 1,
+    controls: dict | None = None,
+    extra: str = "",
+    name: str = "config.toml",
+    output: str = "virtual",
+) -> Path:
     """A config file like the service's /etc/cadenza/config.toml, for JACK (virtual ports by default)."""
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f'model = "{model}"', "", "[midi]", 'backend = "jack"', f'output = "{output}"', f'input = "{input}"',
-             f'client_name = "{client}"', "", "[play]", f'mode = "{mode}"', f"tempo = {tempo}"]
+    lines = [
+        f'model = "{model}"',
+        "",
+        "[midi]",
+        'backend = "jack"',
+        f'output = "{output}"',
+        f'input = "{input}"',
+        f'client_name = "{client}"',
+        "",
+        "[play]",
+        f'mode = "{mode}"',
+        f"tempo = {tempo}",
+    ]
     if seed is not None:
         lines.append(f"seed = {seed}")
     if controls:
@@ -109,8 +131,14 @@ class NotifySocket:
 class Player:
     """cadenza-play --config FILE [args] in a subprocess; stderr goes to a file (read with .log())."""
 
-    def __init__(self, config: Path | None, *args: str, notify: NotifySocket | None = None,
-                 watchdog_usec: int | None = None, env: dict | None = None) -> None:
+    def __init__(
+        self,
+        config: Path | None,
+        *args: str,
+        notify: NotifySocket | None = None,
+        watchdog_usec: int | None = None,
+        env: dict | None = None,
+    ) -> None:
         self.args = [str(CADENZA_PLAY)] + (["--config", str(config)] if config is not None else []) + list(args)
         self.env = dict(os.environ)
         self.env.pop("NOTIFY_SOCKET", None)
@@ -126,8 +154,9 @@ class Player:
 
     def start(self) -> "Player":
         self._logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.args, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self._logf)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._logf
+        )
         return self
 
     @property
@@ -187,8 +216,9 @@ def run_player(*args: str, timeout: float = 60.0, env: dict | None = None) -> su
     """cadenza-play with `args`, to completion (for the exit-code tests)."""
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([str(CADENZA_PLAY), *args], capture_output=True, text=True, timeout=timeout, env=e,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(CADENZA_PLAY), *args], capture_output=True, text=True, timeout=timeout, env=e, stdin=subprocess.DEVNULL
+    )
 
 
 def rss_kb(pid: int) -> int:

@@ -55,8 +55,20 @@ class JackServer:
         return shutil.which("jackd") is not None
 
     def command(self) -> list[str]:
-        return ["jackd", "--no-realtime", "--sync", "-s", "-n", self.name, "-d", "dummy",
-                "-r", str(self.rate), "-p", str(self.period)]
+        return [
+            "jackd",
+            "--no-realtime",
+            "--sync",
+            "-s",
+            "-n",
+            self.name,
+            "-d",
+            "dummy",
+            "-r",
+            str(self.rate),
+            "-p",
+            str(self.period),
+        ]
 
     def socket_path(self) -> str:
         return f"/dev/shm/jack_{self.name}_{os.getuid()}_0"
@@ -65,9 +77,14 @@ class JackServer:
         if self._accepts():
             raise RuntimeError(f"a JACK server named {self.name!r} is already running")
         with open(self.log_path, "ab") as logf:
-            self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -147,7 +164,7 @@ class _JackClient:
         self._client.activate()
         self.name = self._port.name
         if target is not None:
-            from player.jackmidi import _peers
+            from cadenza.player.jackmidi import _peers
 
             peers = _peers(self._client, readable=self.kind == "in")
             peer = peers[_find(peers, target)]
@@ -207,7 +224,7 @@ class JackReceiver(_JackClient):
         self._open(client, source)
 
     def _process(self, port, frames: int) -> None:
-        from player.jackmidi import read_events
+        from cadenza.player.jackmidi import read_events
 
         batch = []
         t = time.monotonic_ns()
@@ -269,7 +286,7 @@ class JackSender(_JackClient):
         self._open(client, target)
 
     def _process(self, port, frames: int) -> None:
-        from player.jackmidi import write_queued
+        from cadenza.player.jackmidi import write_queued
 
         written, full, _too_big = write_queued(port, self._queue)
         self.written += written

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from player import events as ev
+from cadenza.player import events as ev
 
 
 class ScriptModel:

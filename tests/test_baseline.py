@@ -8,8 +8,8 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from player.events import START, VOCAB_SIZE
-from train.baseline import KneserNey, select_order
+from cadenza.player.events import START, VOCAB_SIZE
+from cadenza.train.baseline import KneserNey, select_order
 
 V = 12  # a small vocabulary keeps the reference model quick; START (1) is part of it
 

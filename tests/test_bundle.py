@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from player import bundle as bd
-from player import events
+from cadenza.player import bundle as bd
+from cadenza.player import events
 
 FAKE_TFLITE = b"\x1c\x00\x00\x00TFL3" + bytes(64)  # the flatbuffer magic is all load_bundle reads
 H = 8
@@ -88,16 +88,22 @@ BAD_CASES = {
     "no model.tflite": (lambda: zip_bytes({bd.MODEL_JSON: json.dumps(meta())}), "no model.tflite"),
     "json not json": (lambda: zip_bytes({bd.MODEL_JSON: "{oops", bd.MODEL_TFLITE: FAKE_TFLITE}), "not valid JSON"),
     "json not object": (lambda: zip_bytes({bd.MODEL_JSON: "[1]", bd.MODEL_TFLITE: FAKE_TFLITE}), "not a JSON object"),
-    "no format": (lambda: zip_bytes({bd.MODEL_JSON: json.dumps({"variant": "x"}), bd.MODEL_TFLITE: FAKE_TFLITE}),
-                  "no integer 'format'"),
+    "no format": (
+        lambda: zip_bytes({bd.MODEL_JSON: json.dumps({"variant": "x"}), bd.MODEL_TFLITE: FAKE_TFLITE}),
+        "no integer 'format'",
+    ),
     "other vocabulary": (lambda: zip_bytes(good_files(vocab={**events.layout(), "size": 300})), "vocabulary mismatch"),
     "other tick rate": (lambda: zip_bytes(good_files(ticks_per_beat=96)), "ticks_per_beat"),
     "bad state entry": (lambda: zip_bytes(good_files(states=[{"name": "h1", "shape": [1, -3]}])), "malformed state"),
     "missing output": (lambda: zip_bytes(good_files(outputs={"h1": "x"})), "no output tensor for 'logits'"),
-    "model not tflite": (lambda: zip_bytes({bd.MODEL_JSON: json.dumps(meta()), bd.MODEL_TFLITE: b"hello"}),
-                         "not a TFLite model"),
+    "model not tflite": (
+        lambda: zip_bytes({bd.MODEL_JSON: json.dumps(meta()), bd.MODEL_TFLITE: b"hello"}),
+        "not a TFLite model",
+    ),
     "edgetpu model without section": (
-        lambda: zip_bytes({**good_files(), bd.EDGETPU_TFLITE: FAKE_TFLITE}), "no 'edgetpu' section"),
+        lambda: zip_bytes({**good_files(), bd.EDGETPU_TFLITE: FAKE_TFLITE}),
+        "no 'edgetpu' section",
+    ),
 }
 
 

@@ -8,14 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from player.__main__ import build_parser, flag_overrides
+from cadenza.player.__main__ import build_parser, flag_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "player", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "cadenza.player", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kw,
+    )
 
 
 def one_line_exit_2(r):
@@ -26,10 +32,17 @@ def one_line_exit_2(r):
 
 
 def test_flags_become_settings_overrides():
-    args = build_parser().parse_args(["--tempo", "90", "--mode", "duet", "--input", "none", "--top-p", "0.9",
-                                      "--client-name", "cz", "--seed", "4"])
-    assert flag_overrides(args) == {"play.tempo": 90.0, "play.mode": "duet", "midi.input": "none",
-                                    "play.top_p": 0.9, "midi.client_name": "cz", "play.seed": 4}
+    args = build_parser().parse_args(
+        ["--tempo", "90", "--mode", "duet", "--input", "none", "--top-p", "0.9", "--client-name", "cz", "--seed", "4"]
+    )
+    assert flag_overrides(args) == {
+        "play.tempo": 90.0,
+        "play.mode": "duet",
+        "midi.input": "none",
+        "play.top_p": 0.9,
+        "midi.client_name": "cz",
+        "play.seed": 4,
+    }
 
 
 def test_bad_bundle(tmp_path):
@@ -62,8 +75,9 @@ def test_missing_port_lists_what_there_is(jack_server, bundle):
     from tests.jackutil import JackReceiver
 
     with JackReceiver(None, client="synthA"):
-        line = one_line_exit_2(cli("--backend", "jack", "--output", "no-such-synth", "--input", "none",
-                                   "--model", bundle))
+        line = one_line_exit_2(
+            cli("--backend", "jack", "--output", "no-such-synth", "--input", "none", "--model", bundle)
+        )
         assert "no-such-synth" in line and "synthA" in line
         listing = cli("--backend", "jack", "--list-ports")
         assert listing.returncode == 0 and "synthA" in listing.stdout

@@ -73,8 +73,15 @@ def on_pulse_share(note_times: list[float], pulses: list[float], within: float) 
 
 
 def test_notes_follow_an_external_clock_through_jack(jack_server, bundle, tmp_path):
-    cfg = write_config(tmp_path, bundle, client="clk", mode="solo", input="virtual", tempo=100.0,
-                       extra='\n[clock]\nsource = "external"\n')
+    cfg = write_config(
+        tmp_path,
+        bundle,
+        client="clk",
+        mode="solo",
+        input="virtual",
+        tempo=100.0,
+        extra='\n[clock]\nsource = "external"\n',
+    )
     with NotifySocket() as sd, Player(cfg, notify=sd) as player:
         assert sd.wait_for("READY", "1", timeout=60) is not None, player.log()[-3000:]
         synth = JackReceiver(source="clk:out", client="drumsynth")
@@ -87,8 +94,11 @@ def test_notes_follow_an_external_clock_through_jack(jack_server, bundle, tmp_pa
                 drums.bpm = bpm
                 t0 = time.monotonic()
                 time.sleep(seconds)
-                return [t / 1e9 for t, b in list(synth.events)
-                        if b[0] & 0xF0 == 0x90 and b[2] > 0 and t0 + 0.5 <= t / 1e9 <= t0 + seconds]
+                return [
+                    t / 1e9
+                    for t, b in list(synth.events)
+                    if b[0] & 0xF0 == 0x90 and b[2] > 0 and t0 + 0.5 <= t / 1e9 <= t0 + seconds
+                ]
 
             drums.start()
             fast = segment(150.0, 6.0)
@@ -111,8 +121,10 @@ def test_notes_follow_an_external_clock_through_jack(jack_server, bundle, tmp_pa
     # a player still on the 150 BPM grid at 75 BPM would put half its notes between pulses.
     share_fast, share_slow = on_pulse_share(fast, pulses, 0.004), on_pulse_share(slow, pulses, 0.004)
     errors = [min(abs(t - p) for p in pulses) * 1e3 for t in fast + slow]
-    print(f"external clock: {len(fast)} + {len(slow)} notes, on a pulse (±4 ms): {share_fast:.0%} at 150 BPM, "
-          f"{share_slow:.0%} at 75 BPM; median distance {statistics.median(errors):.2f} ms")
+    print(
+        f"external clock: {len(fast)} + {len(slow)} notes, on a pulse (±4 ms): {share_fast:.0%} at 150 BPM, "
+        f"{share_slow:.0%} at 75 BPM; median distance {statistics.median(errors):.2f} ms"
+    )
     assert share_fast >= 0.8 and share_slow >= 0.8, (share_fast, share_slow, sorted(errors))
     # Stop: silence at once, and nothing left sounding.
     late_ons = [t for t, b in events if b[0] & 0xF0 == 0x90 and b[2] > 0 and t / 1e9 > t_stop + 0.05]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from player import config
-from player.config import ConfigError, Settings, load_config, override, parse_assignment
+from cadenza.player import config
+from cadenza.player.config import ConfigError, Settings, load_config, override, parse_assignment
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "config.toml"
 
@@ -32,7 +32,8 @@ def test_example_equals_defaults_and_documents_every_key():
             section = text.split(f"\n[{f.name}]\n", 1)[1].split("\n[", 1)[0]
             for sub in dataclasses.fields(f.default_factory):
                 assert f"\n{sub.name} = " in "\n" + section or f"\n# {sub.name} = " in "\n" + section, (
-                    f"{f.name}.{sub.name}")
+                    f"{f.name}.{sub.name}"
+                )
 
 
 def test_values_are_read_and_typed(tmp_path):

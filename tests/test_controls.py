@@ -6,9 +6,9 @@ import mido
 import numpy as np
 import pytest
 
-from player import events as ev
-from player import keys
-from player.controls import ControlMap
+from cadenza.player import events as ev
+from cadenza.player import keys
+from cadenza.player.controls import ControlMap
 from tests.playerfakes import ScriptModel
 from tests.test_engine import MELODY, SPT, rig
 from tests.test_steering import ANSWER, cc, phrase
@@ -29,8 +29,21 @@ def test_cc_values_map_onto_settings():
     assert m.interpret(24, 0) == ("answer_bars", 1) and m.interpret(24, 127) == ("answer_bars", 16)
     assert m.interpret(25, 0) is None and m.interpret(25, 127) == ("panic", True)
     assert m.interpret(7, 100) is None
-    off_map = ControlMap.from_settings(type("C", (), {"temperature": -1, "tempo": 22, "mode": -1, "answer_bars": -1,
-                                                      "panic": -1, "phrase_end": -1, "sustain_ends_phrase": False}))
+    off_map = ControlMap.from_settings(
+        type(
+            "C",
+            (),
+            {
+                "temperature": -1,
+                "tempo": 22,
+                "mode": -1,
+                "answer_bars": -1,
+                "panic": -1,
+                "phrase_end": -1,
+                "sustain_ends_phrase": False,
+            },
+        )
+    )
     assert off_map.temperature is None and off_map.tempo == 22 and not off_map.sustain_ends_phrase
 
 
@@ -84,8 +97,12 @@ def test_key_strength_cc():
 
 
 def test_panic_cc_ends_every_note_now():
-    sch, sink = run("solo", [(30 * SPT, cc(25, 127))], 31,
-                    model=ScriptModel([ev.note_on(60), ev.note_on(64), ev.shift(48), ev.note_off(60)]))
+    sch, sink = run(
+        "solo",
+        [(30 * SPT, cc(25, 127))],
+        31,
+        model=ScriptModel([ev.note_on(60), ev.note_on(64), ev.shift(48), ev.note_off(60)]),
+    )
     offs = [(round((t - 10) / SPT), m.note) for t, m in sink.sent if m.type == "note_off"]
     assert (30, 60) in offs and (30, 64) in offs
 
@@ -96,7 +113,7 @@ def test_phrase_end_cc():
 
 
 def test_input_channel_filter_and_thru():
-    from player.controls import InputRouter
+    from cadenza.player.controls import InputRouter
 
     sch, sink = rig(ScriptModel(MELODY), mode="duet")
     sch.handle = InputRouter(sch, ControlMap(), thru=True, input_channel=2)

@@ -11,20 +11,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from player import events
-from player.bundle import load_bundle
+from cadenza.player import events
+from cadenza.player.bundle import load_bundle
 
 pytest.importorskip("tensorflow")
 
-from convert import build as build_mod  # noqa: E402
-from convert import edgetpu, fidelity, stepmodel  # noqa: E402
-from convert.__main__ import main  # noqa: E402
-from convert.testing import converted  # noqa: E402
+from cadenza.convert import build as build_mod  # noqa: E402
+from cadenza.convert import edgetpu, fidelity, stepmodel  # noqa: E402
+from cadenza.convert.__main__ import main  # noqa: E402
+from cadenza.convert.testing import converted  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # what the step model may contain: the cell's arithmetic, and the (de)quantization at its edges
-PLAIN_OPS = {"ADD", "CONCATENATION", "FULLY_CONNECTED", "GATHER", "LOGISTIC", "MAXIMUM", "MINIMUM", "MUL", "RESHAPE",
-             "SPLIT", "TANH"}
+PLAIN_OPS = {
+    "ADD",
+    "CONCATENATION",
+    "FULLY_CONNECTED",
+    "GATHER",
+    "LOGISTIC",
+    "MAXIMUM",
+    "MINIMUM",
+    "MUL",
+    "RESHAPE",
+    "SPLIT",
+    "TANH",
+}
 EDGE_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
@@ -51,7 +62,7 @@ def test_bundle_describes_itself(conv):
 def test_fidelity_report_has_every_variant(conv):
     rep = json.loads(conv.bundle.with_name("tiny.fidelity.json").read_text())
     assert set(rep["variants"]) == set(stepmodel.CPU_VARIANTS) | {"edgetpu_input"}
-    for name, row in rep["variants"].items():
+    for _name, row in rep["variants"].items():
         assert row["size_bytes"] > 1000
         assert row["latency"]["steps"] == 500 and 0 < row["latency"]["median_us"] <= row["latency"]["p99_us"]
         assert row["test"]["tokens"] > 50 and row["test"]["nll"] > 0
@@ -75,7 +86,7 @@ def test_variants_use_plain_ops_only(conv):
 
 
 def test_int8_weights_and_activations_are_int8(conv):
-    from player.runtime import make_interpreter
+    from cadenza.player.runtime import make_interpreter
 
     interp = make_interpreter(load_bundle(conv.variants["int8"]).model)
     interp.allocate_tensors()
@@ -89,7 +100,7 @@ def test_int8_weights_and_activations_are_int8(conv):
 
 
 def test_edgetpu_model_has_only_edgetpu_ops(conv):
-    from player.runtime import make_interpreter
+    from cadenza.player.runtime import make_interpreter
 
     model = conv.edgetpu_input.read_bytes()
     ops = fidelity.model_ops(model)
@@ -134,8 +145,8 @@ def test_auto_picks_the_smallest_within_two_percent():
 
 def test_clip_holds_the_cell_state(tmp_path):
     """Drive c upward by ~+1 per step (i, f, o saturated, g = +1): it must stop at +clip, as in training."""
-    from convert.calibrate import collect, dataset
-    from convert.reference import Reference, random_weights
+    from cadenza.convert.calibrate import collect, dataset
+    from cadenza.convert.reference import Reference, random_weights
 
     clip, H = 3.0, 8
     w = random_weights(events.VOCAB_SIZE, 4, H, seed=3, scale=0.1)
@@ -145,7 +156,9 @@ def test_clip_holds_the_cell_state(tmp_path):
     samples = collect(ref, [], n_samples=100, free_steps=60, n_free_runs=1)
     for variant, tol in (("fp32", 1e-6), ("int8", 0.1)):
         model = stepmodel.convert(w, clip, variant, dataset(samples, events.VOCAB_SIZE))
-        sm = fidelity.step_model(model, build_mod.bundle_meta(_source(w, clip), variant, stepmodel.tensor_map(model), {}))
+        sm = fidelity.step_model(
+            model, build_mod.bundle_meta(_source(w, clip), variant, stepmodel.tensor_map(model), {})
+        )
         state = ref.zero_state()
         for _ in range(12):
             sm.step(events.START)
@@ -157,15 +170,16 @@ def test_clip_holds_the_cell_state(tmp_path):
 
 
 def _source(w, clip):
-    from convert.source import Source
+    from cadenza.convert.source import Source
 
     return Source(weights=w, config={"cell_clip": clip, "corpus": "none"}, report={}, train_pieces=[], test_pieces=[])
 
 
 def _cli(*args, cwd=REPO):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "convert", *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "cadenza.convert", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60
+    )
 
 
 def test_cli_missing_run_dir_is_one_line_exit_2(tmp_path):

@@ -9,9 +9,9 @@ import mido
 import numpy as np
 import pytest
 
-from player import events as ev
-from train import corpus
-from train.corpus import CorpusError, Piece, augment, load_corpus, split_pieces
+from cadenza.player import events as ev
+from cadenza.train import corpus
+from cadenza.train.corpus import CorpusError, Piece, augment, load_corpus, split_pieces
 
 
 def write_midi(path: Path, notes: list[tuple[int, int, int]], ticks_per_beat: int = 480) -> Path:
@@ -66,9 +66,7 @@ def corrupt(path: Path) -> Path:
 
 def no_notes(path: Path) -> Path:
     mid = mido.MidiFile(type=1)
-    track = mido.MidiTrack(
-        [mido.MetaMessage("set_tempo", tempo=500000), mido.Message("program_change", program=5)]
-    )
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000), mido.Message("program_change", program=5)])
     mid.tracks.append(track)
     mid.save(path)
     return path
@@ -108,7 +106,7 @@ def test_single_file_is_a_corpus(tmp_path):
 def test_a_bad_file_is_skipped_with_one_warning(tmp_path, caplog, kind):
     good(tmp_path / "fine.mid")
     bad = BAD[kind](tmp_path / f"bad_{kind}.mid")
-    with caplog.at_level(logging.INFO, logger="train.corpus"):
+    with caplog.at_level(logging.INFO, logger="cadenza.train.corpus"):
         pieces = load_corpus(str(tmp_path))
     assert [p.name for p in pieces] == ["fine.mid"]
     [warning] = warnings_of(caplog)
@@ -119,7 +117,7 @@ def test_a_bad_file_is_skipped_with_one_warning(tmp_path, caplog, kind):
 def test_all_bad_raises_one_line(tmp_path, caplog):
     for kind, make in BAD.items():
         make(tmp_path / f"{kind}.mid")
-    with caplog.at_level(logging.WARNING, logger="train.corpus"), pytest.raises(CorpusError) as err:
+    with caplog.at_level(logging.WARNING, logger="cadenza.train.corpus"), pytest.raises(CorpusError) as err:
         load_corpus(str(tmp_path))
     assert str(err.value) == f"no usable MIDI file in {tmp_path} (4 skipped)"
     assert len(warnings_of(caplog)) == 4
@@ -147,7 +145,7 @@ def test_duplicates_and_transposed_copies_are_dropped(tmp_path, caplog):
     good(tmp_path / "b.mid", 60)  # the same
     good(tmp_path / "c.mid", 67)  # the same, a fifth higher
     write_midi(tmp_path / "d.mid", melody(60, steps=(0, 4, 7, 12, 7, 4, 0)))
-    with caplog.at_level(logging.INFO, logger="train.corpus"):
+    with caplog.at_level(logging.INFO, logger="cadenza.train.corpus"):
         pieces = load_corpus(str(tmp_path))
     assert [p.name for p in pieces] == ["a.mid", "d.mid"]
     assert not warnings_of(caplog)
@@ -252,7 +250,7 @@ def test_bach_skips_an_unreadable_chorale(tmp_path, monkeypatch, caplog):
     real = corpus._parse_chorale
     broken = corpus._chorale_paths()[1]
     monkeypatch.setattr(corpus, "_parse_chorale", lambda p: (None, "broken") if p == str(broken) else real(p))
-    with caplog.at_level(logging.WARNING, logger="train.corpus"):
+    with caplog.at_level(logging.WARNING, logger="cadenza.train.corpus"):
         pieces = load_corpus("bach", cache_dir=tmp_path, limit=3)
     assert len(pieces) == 2 and broken.name not in [p.name for p in pieces]
     [warning] = warnings_of(caplog)

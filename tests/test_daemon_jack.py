@@ -51,8 +51,13 @@ def start(bundle, notify: Notify, *extra, mode="solo", tempo=240, seed=1, input=
     for flag, value in (("--tempo", tempo), ("--seed", seed)):
         if value is not None:
             args += [flag, str(value)]
-    return subprocess.Popen([sys.executable, "-m", "player", "--backend", "jack", "--model", str(bundle), *args,
-                             *extra], cwd=REPO, env=e, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cadenza.player", "--backend", "jack", "--model", str(bundle), *args, *extra],
+        cwd=REPO,
+        env=e,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def sounding_after(msgs: list[mido.Message]) -> set:
@@ -177,8 +182,21 @@ def test_keyboard_phrase_is_answered_through_the_process(jack_server, bundle, tm
 
     ns = Notify(tmp_path / "notify")
     with JackReceiver(None, client="synth4") as rx:
-        proc = start(bundle, ns, "--output", "synth4", "--phrase-gap", "1", "--answer-bars", "1", "--duration", "20",
-                     mode="call-response", input="virtual", seed=3)
+        proc = start(
+            bundle,
+            ns,
+            "--output",
+            "synth4",
+            "--phrase-gap",
+            "1",
+            "--answer-bars",
+            "1",
+            "--duration",
+            "20",
+            mode="call-response",
+            input="virtual",
+            seed=3,
+        )
         try:
             ns.read(until="READY=1")
             with JackSender("cadenza", client="keys4") as keys:

@@ -6,33 +6,50 @@ import mido
 import numpy as np
 import pytest
 
-from player import events as ev
-from player.clock import SimClock, TempoMap
-from player.controls import ControlMap, InputRouter
-from player.engine import Engine
-from player.render import ListSink
-from player.sampling import Sampler
-from player.scheduler import NoInbox, Scheduler, ScriptedInbox
-from player.steering import Conductor
+from cadenza.player import events as ev
+from cadenza.player.clock import SimClock, TempoMap
+from cadenza.player.controls import ControlMap, InputRouter
+from cadenza.player.engine import Engine
+from cadenza.player.render import ListSink
+from cadenza.player.sampling import Sampler
+from cadenza.player.scheduler import NoInbox, Scheduler, ScriptedInbox
+from cadenza.player.steering import Conductor
 from tests.playerfakes import BigramModel, ScriptModel
 
 SPT = 60.0 / (120 * 24)  # seconds per tick at 120 BPM
 
-MELODY = [ev.velocity(7), ev.note_on(60), ev.shift(12), ev.note_off(60), ev.note_on(64), ev.shift(12),
-          ev.note_off(64), ev.note_on(67), ev.shift(24), ev.note_off(67), ev.shift(48)]
+MELODY = [
+    ev.velocity(7),
+    ev.note_on(60),
+    ev.shift(12),
+    ev.note_off(60),
+    ev.note_on(64),
+    ev.shift(12),
+    ev.note_off(64),
+    ev.note_on(67),
+    ev.shift(24),
+    ev.note_off(67),
+    ev.shift(48),
+]
 
 
 def rig(model, mode="solo", events=(), **kw):
     clock = SimClock(10.0)
     tb = TempoMap(120, clock.now())
     eng = Engine(model, Sampler(temperature=0, seed=1), keep_history=True)
-    cond = Conductor(eng, mode=mode, phrase_gap=kw.pop("phrase_gap", 1.0), answer_bars=kw.pop("answer_bars", 1),
-                     align=lambda f, i: None)
+    cond = Conductor(
+        eng,
+        mode=mode,
+        phrase_gap=kw.pop("phrase_gap", 1.0),
+        answer_bars=kw.pop("answer_bars", 1),
+        align=lambda f, i: None,
+    )
     inbox = ScriptedInbox(clock, [(10.0 + t, m) for t, m in events]) if events else NoInbox(clock)
     sink = ListSink(clock)
     sch = Scheduler(cond, clock, tb, inbox, sink, **kw)
-    sch.handle = InputRouter(sch, ControlMap(temperature=21, tempo=22, mode=23, answer_bars=24, panic=25,
-                                             phrase_end=26, key_strength=27))
+    sch.handle = InputRouter(
+        sch, ControlMap(temperature=21, tempo=22, mode=23, answer_bars=24, panic=25, phrase_end=26, key_strength=27)
+    )
     return sch, sink
 
 
@@ -45,8 +62,13 @@ def test_solo_sends_the_script_at_exact_tick_times():
     sch.begin()
     sch.run(until=10.0 + 48 * SPT)
     assert sent(sink) == [
-        (0, "note_on", 60), (12, "note_off", 60), (12, "note_on", 64),
-        (24, "note_off", 64), (24, "note_on", 67), (48, "note_off", 67)]
+        (0, "note_on", 60),
+        (12, "note_off", 60),
+        (12, "note_on", 64),
+        (24, "note_off", 64),
+        (24, "note_on", 67),
+        (48, "note_off", 67),
+    ]
     assert sink.sent[1][0] == pytest.approx(10.0 + 12 * SPT, abs=1e-9)
 
 

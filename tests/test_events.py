@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from player import events as ev
-from player.events import Note
+from cadenza.player import events as ev
+from cadenza.player.events import Note
 
 
 def _notes_strategy():
@@ -76,6 +76,7 @@ def test_round_trip_quantized_files(notes, tpb, channels, type_):
 @given(_notes_strategy())
 def test_tokens_survive_a_midi_file_and_back(notes):
     import io
+
     tokens = ev.encode_notes(notes)
     buf = io.BytesIO()
     ev.tokens_to_midi(tokens, tempo_bpm=93).save(file=buf)
@@ -117,8 +118,19 @@ def test_vocabulary_layout():
 def test_long_gap_is_several_shifts_and_sub_tick_gap_is_none():
     tokens = ev.encode_notes([Note(0, 60, 10), Note(10 + 100, 62, 120)]).tolist()
     names = [ev.describe(t) for t in tokens]
-    assert names == ["START", "VEL 7", "ON 60", "SHIFT 10", "OFF 60", "SHIFT 48", "SHIFT 48", "SHIFT 4", "ON 62",
-                     "SHIFT 10", "OFF 62"]
+    assert names == [
+        "START",
+        "VEL 7",
+        "ON 60",
+        "SHIFT 10",
+        "OFF 60",
+        "SHIFT 48",
+        "SHIFT 48",
+        "SHIFT 4",
+        "ON 62",
+        "SHIFT 10",
+        "OFF 62",
+    ]
     enc = ev.StreamEncoder()
     out = enc.feed(mido.Message("note_on", note=60, velocity=64), 5.0)
     out += enc.feed(mido.Message("note_on", note=64, velocity=64), 5.3)  # same tick after rounding
@@ -130,8 +142,21 @@ def test_canonical_order_within_a_tick():
     # offs by pitch, then ons by pitch, velocity only where it changes
     notes = [Note(0, 64, 24, 100), Note(0, 60, 24, 100), Note(24, 67, 48, 100), Note(24, 55, 48, 40)]
     names = [ev.describe(t) for t in ev.encode_notes(notes, start=False)]
-    assert names == ["VEL 12", "ON 60", "ON 64", "SHIFT 24", "OFF 60", "OFF 64", "VEL 4", "ON 55", "VEL 12",
-                     "ON 67", "SHIFT 24", "OFF 55", "OFF 67"]
+    assert names == [
+        "VEL 12",
+        "ON 60",
+        "ON 64",
+        "SHIFT 24",
+        "OFF 60",
+        "OFF 64",
+        "VEL 4",
+        "ON 55",
+        "VEL 12",
+        "ON 67",
+        "SHIFT 24",
+        "OFF 55",
+        "OFF 67",
+    ]
 
 
 def test_drums_dropped_and_outside_notes_folded():
@@ -203,7 +228,10 @@ def test_transpose_folds_into_range():
     assert [ev.describe(t) for t in down] == ["ON 95", "OFF 95", "ON 29", "SHIFT 3"]
 
 
-@pytest.mark.parametrize("payload", [b"", b"not a midi file at all", b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\x10\x00\x90<"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"not a midi file at all", b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\x10\x00\x90<"],
+)
 def test_unreadable_files_raise_one_error(tmp_path, payload):
     p = tmp_path / "bad.mid"
     p.write_bytes(payload)

@@ -16,7 +16,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from player.daemon import EXIT_FAULT
+from cadenza.player.daemon import EXIT_FAULT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 # sounds (or at 3 * `at` in any case): a fault inside the play loop, with a note to silence.
 FAULTY = """
 import sys, time
-from player import engine
+from cadenza.player import engine
 real, first = engine.Engine.generate, []
 def generate(self):
     first.append(time.monotonic()) if not first else None
@@ -33,14 +33,19 @@ def generate(self):
         raise {"ValueError": ValueError, "OSError": OSError}[sys.argv[1]]("injected fault")
     return real(self)
 engine.Engine.generate = generate
-from player.__main__ import main
+from cadenza.player.__main__ import main
 sys.exit(main(sys.argv[3:]))
 """
 
 
 def faulty(exc: str, at: float, *args, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", FAULTY, exc, str(at), *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", FAULTY, exc, str(at), *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_a_fault_is_not_exit_2_and_systemd_restarts_it():
@@ -77,8 +82,26 @@ def test_a_fault_while_playing_silences_logs_and_exits_1(jack_server, bundle, tm
     client = f"fault{exc[:2].lower()}"
     with JackReceiver(None, client=client) as rx:
         t0 = time.monotonic()
-        r = faulty(exc, 1.0, "--backend", "jack", "--model", bundle, "--output", client, "--input", "none",
-                   "--mode", "solo", "--tempo", 240, "--seed", 1, "--duration", 60)
+        r = faulty(
+            exc,
+            1.0,
+            "--backend",
+            "jack",
+            "--model",
+            bundle,
+            "--output",
+            client,
+            "--input",
+            "none",
+            "--mode",
+            "solo",
+            "--tempo",
+            240,
+            "--seed",
+            1,
+            "--duration",
+            60,
+        )
         rx.settle()
         msgs = rx.messages()
     assert time.monotonic() - t0 < 40  # it exited on the fault, not at --duration

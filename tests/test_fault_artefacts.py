@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from player.bundle import MODEL_JSON, MODEL_TFLITE
+from cadenza.player.bundle import MODEL_JSON, MODEL_TFLITE
 from tests.daemonutil import run_player, write_config
 
 pytest.importorskip("tensorflow")
-from convert.testing import converted  # noqa: E402
+from cadenza.convert.testing import converted  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,8 +71,8 @@ def _bad_bundles(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
 
 
 BAD_CONFIGS = {  # file text -> what the error line must name
-    "[play]\ntempo = \"fast\"\n": "play.tempo",
-    "[midi]\nchannel = \"1\"\n": "midi.channel",
+    '[play]\ntempo = "fast"\n': "play.tempo",
+    '[midi]\nchannel = "1"\n': "midi.channel",
     "[play]\nseed = 1.5\n": "play.seed",
     "[play]\nmode = 3\n": "play.mode",
     "[midi]\nthru = 1\n": "midi.thru",

@@ -14,7 +14,7 @@ import pytest
 from bench.hostile import run
 
 pytest.importorskip("tensorflow")
-from convert.testing import converted  # noqa: E402
+from cadenza.convert.testing import converted  # noqa: E402
 
 
 @pytest.mark.jack

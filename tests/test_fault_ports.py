@@ -15,11 +15,11 @@ import time
 
 import pytest
 
-from tests.daemonutil import Player, wait_sounding, rss_kb, sounding_after, write_config
+from tests.daemonutil import Player, rss_kb, sounding_after, wait_sounding, write_config
 from tests.jackutil import JackReceiver
 
 pytest.importorskip("tensorflow")
-from convert.testing import converted  # noqa: E402
+from cadenza.convert.testing import converted  # noqa: E402
 
 
 def _threads(pid: int) -> int:
@@ -44,8 +44,7 @@ def _preamble(events) -> list[list[int]]:
 @pytest.mark.jack
 @pytest.mark.slow
 def test_synth_port_lost_mid_note_and_back(jack_server, tmp_path):
-    cfg = write_config(tmp_path, converted().bundle, client="lossy", mode="solo", tempo=200.0,
-                       extra="")
+    cfg = write_config(tmp_path, converted().bundle, client="lossy", mode="solo", tempo=200.0, extra="")
     cfg.write_text(cfg.read_text().replace('output = "virtual"', 'output = "lossy-synth"'))
     synth = JackReceiver(client="lossy-synth")  # its port "lossy-synth:in" is there before the player
     with Player(cfg) as player:

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from tests.daemonutil import Player, wait_sounding, sounding_after, write_config
+from tests.daemonutil import Player, sounding_after, wait_sounding, write_config
 from tests.jackutil import JackReceiver
 
 pytest.importorskip("tensorflow")
-from convert.testing import converted  # noqa: E402
+from cadenza.convert.testing import converted  # noqa: E402
 
 
 def _config(tmp_path, client: str, synth: str, **kw):
@@ -56,7 +56,7 @@ def test_sigkill_mid_note_then_restart_silences_first(jack_server, tmp_path):
             rc = again.stop()
     print(f"sigkill: {len(hung)} notes hung by the kill; restart sent first {first[:3]}")
     assert first[0] == [0xB0, 123, 0], first[:5]  # the very first message: all notes off
-    before_music = first[:next((i for i, d in enumerate(first) if _is_note_on(d)), len(first))]
+    before_music = first[: next((i for i, d in enumerate(first) if _is_note_on(d)), len(first))]
     assert {(0xB0 | ch, 123, 0) for ch in range(16)} <= {tuple(d) for d in before_music}
     assert rc == 0 and "Traceback" not in again.log()
 

@@ -10,21 +10,23 @@ from __future__ import annotations
 import pytest
 
 from bench.soak import simulate
-from player import events as ev
+from cadenza.player import events as ev
 
 pytest.importorskip("tensorflow")
-from convert.testing import converted  # noqa: E402
+from cadenza.convert.testing import converted  # noqa: E402
 
 
 @pytest.mark.slow
 def test_a_day_of_duet_on_the_simulated_clock():
-    from player.runtime import open_model
+    from cadenza.player.runtime import open_model
 
     model = open_model(converted().bundle)
     r = simulate(model, hours=24.0)
-    print(f"soak 24 h: {r.notes} notes, {r.steps} steps, {r.phrases} phrases, rss {r.rss_start_kb} -> "
-          f"{r.rss_end_kb} kB, longest note {r.longest_note_ticks} ticks, grid error {r.max_grid_error_s:.2e} s, "
-          f"latest send {r.max_late_s * 1000:.1f} ms, wall {r.wall_s} s, cpu {r.cpu_s} s")
+    print(
+        f"soak 24 h: {r.notes} notes, {r.steps} steps, {r.phrases} phrases, rss {r.rss_start_kb} -> "
+        f"{r.rss_end_kb} kB, longest note {r.longest_note_ticks} ticks, grid error {r.max_grid_error_s:.2e} s, "
+        f"latest send {r.max_late_s * 1000:.1f} ms, wall {r.wall_s} s, cpu {r.cpu_s} s"
+    )
     assert r.notes > 100_000 and r.phrases == 24 * 12  # full density: a note every ~0.45 s for a day
     assert r.left_sounding == 0
     assert r.overlong_notes == 0 and r.longest_note_ticks <= ev.MAX_NOTE_TICKS

@@ -15,14 +15,27 @@ pytestmark = pytest.mark.jack
 
 
 def statuses(ns: Notify) -> list[str]:
-    return [ln[len("STATUS="):] for ln in ns.lines if ln.startswith("STATUS=")]
+    return [ln[len("STATUS=") :] for ln in ns.lines if ln.startswith("STATUS=")]
 
 
 def test_no_keyboard_plays_solo_and_a_keyboard_plugged_in_later_gets_call_response(jack_server, bundle, tmp_path):
     ns = Notify(tmp_path / "notify")
     with JackReceiver(None, client="autosynth") as rx:
-        proc = start(bundle, ns, "--output", "autosynth", "--phrase-gap", "1", "--answer-bars", "1",
-                     "--duration", "30", mode="call-response", input="auto", seed=3)
+        proc = start(
+            bundle,
+            ns,
+            "--output",
+            "autosynth",
+            "--phrase-gap",
+            "1",
+            "--answer-bars",
+            "1",
+            "--duration",
+            "30",
+            mode="call-response",
+            input="auto",
+            seed=3,
+        )
         try:
             ns.read(until="READY=1", timeout=30)
             assert statuses(ns)[0].startswith("solo"), statuses(ns)

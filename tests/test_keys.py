@@ -9,10 +9,10 @@ import mido
 import numpy as np
 import pytest
 
-from player import events as ev
-from player import keys
-from player.config import ConfigError, Settings, override
-from player.sampling import Sampler
+from cadenza.player import events as ev
+from cadenza.player import keys
+from cadenza.player.config import ConfigError, Settings, override
+from cadenza.player.sampling import Sampler
 from tests.playerfakes import ScriptModel
 from tests.test_engine import SPT, rig
 
@@ -29,9 +29,18 @@ def as_events(notes, t0=0):
     return sorted(out, key=lambda e: (e[0], e[1].type == "note_on"))
 
 
-@pytest.mark.parametrize("text, key", [
-    ("C major", (0, "major")), ("d minor", (2, "minor")), ("Eb major", (3, "major")), ("F# min", (6, "minor")),
-    ("Bb", (10, "major")), ("c♯ minor", (1, "minor")), ("  A  maj ", (9, "major"))])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("C major", (0, "major")),
+        ("d minor", (2, "minor")),
+        ("Eb major", (3, "major")),
+        ("F# min", (6, "minor")),
+        ("Bb", (10, "major")),
+        ("c♯ minor", (1, "minor")),
+        ("  A  maj ", (9, "major")),
+    ],
+)
 def test_key_names(text, key):
     assert keys.parse(text) == key
     assert keys.parse(keys.name(key)) == key
@@ -59,8 +68,8 @@ def test_key_settings_in_config_and_their_errors():
 def test_bias_leans_note_ons_to_the_key_profile_and_nothing_else():
     b = keys.bias((2, "minor"), 2.0, ev.VOCAB_SIZE)
     assert b.shape == (ev.VOCAB_SIZE,) and b.dtype == np.float32
-    on = b[ev.NOTE_ON_BASE:ev.NOTE_OFF_BASE]
-    assert np.all(b[:ev.NOTE_ON_BASE] == 0) and np.all(b[ev.NOTE_OFF_BASE:] == 0)  # offs, shifts, velocities
+    on = b[ev.NOTE_ON_BASE : ev.NOTE_OFF_BASE]
+    assert np.all(b[: ev.NOTE_ON_BASE] == 0) and np.all(b[ev.NOTE_OFF_BASE :] == 0)  # offs, shifts, velocities
     pcs = (np.arange(ev.LOW_PITCH, ev.HIGH_PITCH + 1)) % 12
     assert np.all(on[pcs == 2] == 0)  # the tonic, D
     assert np.all(on <= 0)
@@ -75,7 +84,7 @@ def test_bias_leans_note_ons_to_the_key_profile_and_nothing_else():
 def test_bias_moves_sampling_to_the_key():
     # equal logits over every NOTE_ON: without the lean all 12 pitch classes are as likely
     logits = np.full(ev.VOCAB_SIZE, -30.0, np.float32)
-    logits[ev.NOTE_ON_BASE:ev.NOTE_OFF_BASE] = 0.0
+    logits[ev.NOTE_ON_BASE : ev.NOTE_OFF_BASE] = 0.0
     b = keys.bias((7, "major"), 3.5, ev.VOCAB_SIZE)  # G major
     s = Sampler(1.0, 1.0, seed=3)
     pcs = np.array([(s.sample(keys.lean(logits, b)) - ev.NOTE_ON_BASE + ev.LOW_PITCH) % 12 for _ in range(4000)])
@@ -93,11 +102,11 @@ def test_lean_keeps_the_chance_of_playing_a_note():
 
     def p_on(x):
         p = np.exp(x - x.max())
-        return p[ev.NOTE_ON_BASE:ev.NOTE_OFF_BASE].sum() / p.sum()
+        return p[ev.NOTE_ON_BASE : ev.NOTE_OFF_BASE].sum() / p.sum()
 
     assert p_on(z) == pytest.approx(p_on(logits), rel=1e-4)
-    np.testing.assert_array_equal(z[ev.NOTE_OFF_BASE:], logits[ev.NOTE_OFF_BASE:])  # the rest as the model has it
-    assert not np.allclose(z[ev.NOTE_ON_BASE:ev.NOTE_OFF_BASE], logits[ev.NOTE_ON_BASE:ev.NOTE_OFF_BASE])
+    np.testing.assert_array_equal(z[ev.NOTE_OFF_BASE :], logits[ev.NOTE_OFF_BASE :])  # the rest as the model has it
+    assert not np.allclose(z[ev.NOTE_ON_BASE : ev.NOTE_OFF_BASE], logits[ev.NOTE_ON_BASE : ev.NOTE_OFF_BASE])
 
 
 def test_tracker_counts_durations_forgets_with_its_half_life_and_counts_held_notes():
@@ -168,9 +177,9 @@ def test_duet_follows_the_keyboard_into_a_new_key():
 
 
 def test_render_with_the_real_model_stays_in_a_fixed_key():
-    from convert.testing import converted
-    from player.render import render
-    from player.runtime import open_model
+    from cadenza.convert.testing import converted
+    from cadenza.player.render import render
+    from cadenza.player.runtime import open_model
 
     model = open_model(converted().bundle)
     free = render(model, beats=64, seed=5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from player.logutil import Throttle
+from cadenza.player.logutil import Throttle
 from tests.playerfakes import ScriptModel
 from tests.test_engine import MELODY, rig
 from tests.test_steering import cc
@@ -23,12 +23,15 @@ def test_throttle_counts_what_it_leaves_out():
     q.info("mode", "mode %s -> %s", "solo", "duet")  # another kind is not held back
     now[0] = 1.5
     q.info("panic", "panic: all notes off")
-    assert records == ["panic: all notes off", "mode solo -> duet",
-                       "panic: all notes off (and 99 more like it left out)"]
+    assert records == [
+        "panic: all notes off",
+        "mode solo -> duet",
+        "panic: all notes off (and 99 more like it left out)",
+    ]
 
 
 def test_a_cc_storm_of_panics_and_mode_changes_writes_few_lines(caplog):
-    from player import controls, steering
+    from cadenza.player import controls, steering
 
     controls.QUIET.reset()
     steering.QUIET.reset()
@@ -45,4 +48,6 @@ def test_a_cc_storm_of_panics_and_mode_changes_writes_few_lines(caplog):
     modes = [ln for ln in lines if ln.startswith("mode ")]
     # the storm takes well under a real second on the simulated clock: one line of each kind
     assert len(panics) == 1 and len(modes) == 1, lines
-    assert sch.conductor.mode == "call-response" and not sch.engine.sounding  # the storm's last word: panic, then mode 0
+    assert (
+        sch.conductor.mode == "call-response" and not sch.engine.sounding
+    )  # the storm's last word: panic, then mode 0

@@ -6,14 +6,14 @@ import mido
 import numpy as np
 import pytest
 
-from player import events as ev
-from player.clock import SimClock
-from player.engine import Engine
-from player.midiclock import ClockFollower
-from player.render import ListSink
-from player.sampling import Sampler
-from player.scheduler import Scheduler, ScriptedInbox
-from player.steering import Conductor
+from cadenza.player import events as ev
+from cadenza.player.clock import SimClock
+from cadenza.player.engine import Engine
+from cadenza.player.midiclock import ClockFollower
+from cadenza.player.render import ListSink
+from cadenza.player.sampling import Sampler
+from cadenza.player.scheduler import Scheduler, ScriptedInbox
+from cadenza.player.steering import Conductor
 from tests.playerfakes import ScriptModel
 
 SCRIPT = [ev.note_on(60), ev.shift(12), ev.note_off(60), ev.shift(12)]
@@ -74,7 +74,7 @@ def test_notes_follow_the_pulses_and_stop_start_continue():
 
 
 def test_internal_clock_sends_start_pulses_and_stop():
-    from player.clock import TempoMap
+    from cadenza.player.clock import TempoMap
 
     clock = SimClock(0.0)
     tb = TempoMap(120, 0.0)

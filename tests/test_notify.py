@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from player import notify
-from player.notify import Notifier
+from cadenza.player import notify
+from cadenza.player.notify import Notifier
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_no_socket_is_a_no_op():
 
 def test_vanished_socket_never_raises(tmp_path, caplog):
     n = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
-    with caplog.at_level("DEBUG", logger="player.notify"):
+    with caplog.at_level("DEBUG", logger="cadenza.player.notify"):
         assert not n.ready()
         assert not n.watchdog()
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]

@@ -13,9 +13,9 @@ import mido
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from player import events as ev
-from player.events import MAX_NOTE_TICKS
-from player.render import RENDER_SLACK_TICKS, render
+from cadenza.player import events as ev
+from cadenza.player.events import MAX_NOTE_TICKS
+from cadenza.player.render import RENDER_SLACK_TICKS, render
 from tests.playerfakes import BigramModel, ScriptModel
 from tests.test_engine import SPT, rig
 
@@ -94,7 +94,7 @@ def test_a_pedal_pressed_during_the_phrase_keeps_it_open_past_the_gap():
 
 def test_a_stuck_pedal_stops_holding_the_phrase_after_pedal_hold_bars(caplog):
     events = [(0, pedal(127))] + eighths()
-    with caplog.at_level(logging.INFO, logger="player.steering"):
+    with caplog.at_level(logging.INFO, logger="cadenza.player.steering"):
         starts, cond = play(events, 70 + 2 * BAR + 2 * BAR, hold_bars=2)
     assert starts == [70 + 2 * BAR]  # two bars after the last key (the note-off at 70)
     assert cond.pedal_reversed and not cond.pedal
@@ -106,7 +106,7 @@ def test_a_reversed_pedal_is_recognised_once_and_read_the_other_way_round(caplog
     events = [(0, pedal(127))] + eighths() + eighths(second) + [(second + 30, pedal(0)), (second + 90, pedal(127))]
     third = second + 90 + 2 * BAR
     events += eighths(third)
-    with caplog.at_level(logging.INFO, logger="player.steering"):
+    with caplog.at_level(logging.INFO, logger="cadenza.player.steering"):
         starts, cond = play(events, third + 2 * BAR, hold_bars=2)
     # the first phrase waits out the bound; the second ends when the pedal comes up (its 127, after the
     # last key), the
@@ -124,6 +124,7 @@ def test_render_of_the_issues_phrase_ends(tmp_path):
 
 
 # -- any phrase at all ---------------------------------------------------------------
+
 
 def phrase_file(events) -> mido.MidiFile:
     """A one-track file (480 ticks a beat) of (tick, message), in the order given at each tick."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from player.events import MAX_NOTE_TICKS, TICKS_PER_BEAT
+from cadenza.player.events import MAX_NOTE_TICKS, TICKS_PER_BEAT
 
 REPO = Path(__file__).resolve().parent.parent
 MELODY = (60, 62, 64, 65, 67, 65)
@@ -43,14 +43,17 @@ def expected_beats(case: str, phrase_gap: float, hold_bars: int, beats_per_bar: 
 
 # -- --render -------------------------------------------------------------------------
 
+
 def phrase_file(path: Path, case: str) -> Path:
     """The case's phrase as a MIDI file (480 ticks a beat)."""
     events = []  # (beat, message)
     if case in ("stuck", "reversed"):
         events.append((0.0, mido.Message("control_change", control=64, value=127)))
     for i, p in enumerate(MELODY):
-        events += [(i * STEP, mido.Message("note_on", note=p, velocity=80)),
-                   (i * STEP + NOTE, mido.Message("note_off", note=p))]
+        events += [
+            (i * STEP, mido.Message("note_on", note=p, velocity=80)),
+            (i * STEP + NOTE, mido.Message("note_off", note=p)),
+        ]
     if case == "held":
         t = len(MELODY) * STEP
         events += [(t, mido.Message("note_on", note=p, velocity=80)) for p in (69, 71, 72)]
@@ -82,9 +85,30 @@ def test_render_ends_and_answers_after_the_bound(bundle, tmp_path, case):
     seed = phrase_file(tmp_path / "phrase.mid", case)
     out = tmp_path / "out.mid"
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "player", "--render", out, "--model", bundle, "--seed-file", seed,
-                        "--include-seed", "--beats", "4", "--tempo", "120", "--seed", "1"],
-                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cadenza.player",
+            "--render",
+            out,
+            "--model",
+            bundle,
+            "--seed-file",
+            seed,
+            "--include-seed",
+            "--beats",
+            "4",
+            "--tempo",
+            "120",
+            "--seed",
+            "1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert time.monotonic() - t0 < 30
     mid = mido.MidiFile(out)
@@ -97,6 +121,7 @@ def test_render_ends_and_answers_after_the_bound(bundle, tmp_path, case):
 
 # -- call-response on JACK ------------------------------------------------------------
 
+
 def first_note_after(rx, t: float) -> float | None:
     """The arrival (s, monotonic) of the first note-on at the receiver after `t`."""
     with rx._cond:
@@ -104,8 +129,17 @@ def first_note_after(rx, t: float) -> float | None:
     return next((s / 1e9 for s, b in events if len(b) == 3 and b[0] & 0xF0 == 0x90 and b[2] and s / 1e9 > t), None)
 
 
-def call_response(model, folder: Path, case: str, *, tempo: float, phrase_gap: float, hold_bars: int,
-                  answer_bars: int = 1, client: str = "pe") -> tuple[list[float], str, int]:
+def call_response(
+    model,
+    folder: Path,
+    case: str,
+    *,
+    tempo: float,
+    phrase_gap: float,
+    hold_bars: int,
+    answer_bars: int = 1,
+    client: str = "pe",
+) -> tuple[list[float], str, int]:
     """Start cadenza-play (JACK, call-response), play the case's phrase(s) into it; the seconds from the last
     note-on to the first answer note of each phrase, the player's log, and its exit code after SIGTERM."""
     from tests.jackutil import JackReceiver, JackSender
@@ -118,9 +152,24 @@ def call_response(model, folder: Path, case: str, *, tempo: float, phrase_gap: f
     ns = Notify(folder / "notify")
     delays: list[float] = []
     with JackReceiver(None, client=f"{client}synth") as rx:
-        proc = start(model, ns, "--config", cfg, "--output", f"{client}synth", "--phrase-gap", str(phrase_gap),
-                     "--answer-bars", str(answer_bars), "--duration", "120", mode="call-response",
-                     input="virtual", tempo=tempo, seed=3)
+        proc = start(
+            model,
+            ns,
+            "--config",
+            cfg,
+            "--output",
+            f"{client}synth",
+            "--phrase-gap",
+            str(phrase_gap),
+            "--answer-bars",
+            str(answer_bars),
+            "--duration",
+            "120",
+            mode="call-response",
+            input="virtual",
+            tempo=tempo,
+            seed=3,
+        )
         try:
             ns.read(until="READY=1", timeout=60)
             with JackSender("cadenza", client=f"{client}keys") as keys:
@@ -166,8 +215,9 @@ def call_response(model, folder: Path, case: str, *, tempo: float, phrase_gap: f
 def test_call_response_answers_keys_and_pedal_left_down(jack_server, bundle, tmp_path, case):
     """The answer comes, no sooner than the bound (a held key or pedal still delays it) and soon after."""
     tempo, gap, hold = 240.0, 1.0, 1
-    delays, err, code = call_response(bundle, tmp_path, case, tempo=tempo, phrase_gap=gap, hold_bars=hold,
-                                      client=f"pe{CASES.index(case)}")
+    delays, err, code = call_response(
+        bundle, tmp_path, case, tempo=tempo, phrase_gap=gap, hold_bars=hold, client=f"pe{CASES.index(case)}"
+    )
     want = [b * 60.0 / tempo for b in expected_beats(case, gap, hold)]
     assert len(delays) == len(want), (delays, err[-3000:])
     for d, w in zip(delays, want):

@@ -6,7 +6,7 @@ import logging
 import os
 import struct
 
-from player.daemon import hold_wakeup_latency
+from cadenza.player.daemon import hold_wakeup_latency
 
 
 def test_the_request_is_written_as_the_kernel_reads_it_and_held_open(tmp_path):

@@ -12,8 +12,8 @@ from pathlib import Path
 import mido
 import pytest
 
-from player import ports
-from player.ports import InputPort, OutputPort, PortError, open_backend, resolve_port
+from cadenza.player import ports
+from cadenza.player.ports import InputPort, OutputPort, PortError, open_backend, resolve_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CC_SILENCE = 32  # CC 123 + CC 64 on each of 16 channels, sent on every open
@@ -29,8 +29,11 @@ def test_open_backend_names():
     auto = open_backend("")
     assert auto.name == "mido.backends.rtmidi"
     assert open_backend(None).name == "mido.backends.rtmidi"
-    for bad, why in [("fluidsynth", "unknown MIDI backend"), ("mido.backends.nope", "cannot load"),
-                     ("mido.backends.rtmidi/NOPE", "NOPE")]:
+    for bad, why in [
+        ("fluidsynth", "unknown MIDI backend"),
+        ("mido.backends.nope", "cannot load"),
+        ("mido.backends.rtmidi/NOPE", "NOPE"),
+    ]:
         with pytest.raises(PortError, match=why) as e:
             open_backend(bad)
         assert "\n" not in str(e.value)
@@ -43,7 +46,11 @@ def test_backend_not_compiled_in():
 
 
 def test_resolve_port():
-    avail = ["Midi Through:Midi Through Port-0 14:0", "USB MIDI:USB MIDI MIDI 1 20:0", "FLUID Synth (1234):Synth input port (1234:0) 128:0"]
+    avail = [
+        "Midi Through:Midi Through Port-0 14:0",
+        "USB MIDI:USB MIDI MIDI 1 20:0",
+        "FLUID Synth (1234):Synth input port (1234:0) 128:0",
+    ]
     assert resolve_port("fluid", avail) == avail[2]
     assert resolve_port("usb midi", avail) == avail[1]
     assert resolve_port(avail[0], avail) == avail[0]
@@ -72,12 +79,14 @@ def test_list_ports_without_alsa_is_one_line(capfd):
 
 def test_list_ports_without_jack_server_is_one_line():
     # In a child: a failed libjack connect must not touch this process's JACK clients.
-    code = "from player import ports; print(ports.format_port_list(ports.open_backend('jack')))"
+    code = "from cadenza.player import ports; print(ports.format_port_list(ports.open_backend('jack')))"
     env = {**os.environ, "JACK_DEFAULT_SERVER": f"cadenza-absent-{os.getpid()}", "JACK_NO_START_SERVER": "1"}
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == ["MIDI backend: JACK (libjack)",
-                                     "no MIDI system: the JACK server is not running (start jackd, or choose another backend)"]
+    assert r.stdout.splitlines() == [
+        "MIDI backend: JACK (libjack)",
+        "no MIDI system: the JACK server is not running (start jackd, or choose another backend)",
+    ]
     assert r.stderr == ""
 
 
@@ -329,7 +338,8 @@ def test_jack_virtual_output_delivers_in_order(jack):
             got = synth.messages()
             assert [m.bytes() for m in got] == [
                 mido.Message("note_on" if i % 2 == 0 else "note_off", note=60 + i // 2, velocity=64).bytes()
-                for i in range(50)]
+                for i in range(50)
+            ]
             lat_ms = sorted((t - s) / 1e6 for (t, _), s in zip(synth.events, sent))
             print(f"JACK virtual output latency: median {lat_ms[25]:.2f} ms, max {lat_ms[-1]:.2f} ms")
             assert lat_ms[25] < 20
@@ -358,7 +368,10 @@ def test_jack_output_target_lost_and_back(jack):
         assert synth.wait_for(1 + CC_SILENCE)
         first = synth.messages()[:3]
         assert [(m.type, getattr(m, "note", None), getattr(m, "control", None)) for m in first] == [
-            ("note_off", 60, None), ("control_change", None, 123), ("control_change", None, 64)]
+            ("note_off", 60, None),
+            ("control_change", None, 123),
+            ("control_change", None, 64),
+        ]
         assert reconnects == [out] and out.sounding() == frozenset()
         synth.clear()
         assert out.send(mido.Message("note_on", note=62, velocity=90))
@@ -394,9 +407,16 @@ def test_jack_input_receives_notes_and_clock(jack):
     with InputPort("virtual", jack, client_name="cadenza") as keys:
         assert keys.name.endswith(":in") and keys.connected
         with JackSender(target=keys.name) as kb:
-            msgs = [mido.Message("start"), mido.Message("clock"), mido.Message("note_on", note=60, velocity=70),
-                    mido.Message("clock"), mido.Message("note_off", note=60), mido.Message("stop"),
-                    mido.Message("continue"), mido.Message("control_change", control=64, value=0)]
+            msgs = [
+                mido.Message("start"),
+                mido.Message("clock"),
+                mido.Message("note_on", note=60, velocity=70),
+                mido.Message("clock"),
+                mido.Message("note_off", note=60),
+                mido.Message("stop"),
+                mido.Message("continue"),
+                mido.Message("control_change", control=64, value=0),
+            ]
             t0 = time.monotonic()
             sent_at = []
             for m in msgs:
@@ -422,8 +442,15 @@ def test_jack_input_survives_malformed_bytes(jack):
     with InputPort("virtual", jack) as keys, JackSender(target=keys.name) as kb:
         # A sysex may come in pieces (bridges from ALSA split it); rtmidi skips them all, up to the
         # piece that ends in 0xF7. So an unterminated sysex would hide what follows until an 0xF7.
-        for raw in ([0x3C], [0x90, 60], [0xF0] + [0x11] * 1022 + [0xF7], [0x90, 200, 1],
-                    [0xF0, 1, 2], [3, 4, 0xF7], [0xFE]):
+        for raw in (
+            [0x3C],
+            [0x90, 60],
+            [0xF0] + [0x11] * 1022 + [0xF7],
+            [0x90, 200, 1],
+            [0xF0, 1, 2],
+            [3, 4, 0xF7],
+            [0xFE],
+        ):
             kb.send(raw)
         kb.send([0x90, 61, 99])
         item = keys.get(timeout=2)
@@ -458,7 +485,7 @@ def test_jack_named_input_lost_and_back(jack):
 JACK_DEATH = textwrap.dedent("""
     import os, signal, sys, time, mido
     sys.path.insert(0, sys.argv[1])
-    from player.ports import OutputPort, InputPort, open_backend
+    from cadenza.player.ports import OutputPort, InputPort, open_backend
     from tests.jackutil import JackReceiver, jack_env, start_free_server
     server = start_free_server("cadenza-death")
     os.environ.update(jack_env(server.name))
@@ -493,7 +520,9 @@ def test_jack_server_death_neither_hangs_nor_crashes(jack_server):
     r = subprocess.run([sys.executable, "-c", JACK_DEATH, str(ROOT)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr[-2000:]
     lines = r.stdout.splitlines()
-    assert lines[0].split()[2:] == ["lost", "True", "dropped", lines[0].split()[-1]] and int(lines[0].split()[-1]) > 4000
+    assert (
+        lines[0].split()[2:] == ["lost", "True", "dropped", lines[0].split()[-1]] and int(lines[0].split()[-1]) > 4000
+    )
     assert lines[1:] == ["input lost True", "back True True True", "delivered True", "done"]
 
 
@@ -501,9 +530,21 @@ def test_jack_server_death_neither_hangs_nor_crashes(jack_server):
 def test_bench_receiver_stamps_comparable_times(jack, tmp_path):
     out_file = tmp_path / "recv.jsonl"
     with OutputPort("virtual", jack, client_name="cadenza-bench") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "receiver.py"), "--port", out.name,
-                                 "--out", str(out_file), "--duration", "1.5"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "receiver.py"),
+                "--port",
+                out.name,
+                "--out",
+                str(out_file),
+                "--duration",
+                "1.5",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert proc.stdout.readline().startswith("READY cadenza-bench:out")
             sent = []
@@ -550,7 +591,7 @@ def test_rtmidi_send_warning_is_an_error():
     # ALSA reports a failed send only as a warning through RtMidi's error callback.
     import rtmidi
 
-    from player.portio import _RtmidiIO
+    from cadenza.player.portio import _RtmidiIO
 
     io = _RtmidiIO.__new__(_RtmidiIO)  # no ALSA here: the send path alone
     io.warning = None
@@ -581,4 +622,3 @@ def test_failed_send_marks_the_port_lost(jack):
         io.send = real
         out.maintain()  # a virtual port is simply reopened
         assert out.connected and out.send(mido.Message("note_on", note=60))
-

@@ -8,8 +8,8 @@ import time
 import mido
 import pytest
 
-from player import recorder
-from player.recorder import SessionRecorder
+from cadenza.player import recorder
+from cadenza.player.recorder import SessionRecorder
 
 
 def _abs_times(track):
@@ -35,7 +35,9 @@ def test_writes_type1_file_in_real_time(tmp_path):
     assert f.type == 1 and f.ticks_per_beat == 1000 and len(f.tracks) == 2
     assert [(tick, m.type) for tick, m in _abs_times(f.tracks[0])] == [(0, "note_on"), (250, "note_off")]
     assert [(tick, m.type, m.channel) for tick, m in _abs_times(f.tracks[1])] == [
-        (500, "note_on", 1), (1500, "note_off", 1)]
+        (500, "note_on", 1),
+        (1500, "note_off", 1),
+    ]
     assert f.length == pytest.approx(1.5)  # seconds, as played
     assert rec.close() is None  # twice is fine
 
@@ -91,7 +93,7 @@ def test_never_raises(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     rec = SessionRecorder(blocker / "sessions")
-    with caplog.at_level("WARNING", logger="player.recorder"):
+    with caplog.at_level("WARNING", logger="cadenza.player.recorder"):
         rec.record("sideways", 1.0, mido.Message("note_on", note=60))
         rec.record("sideways", 1.0, mido.Message("note_on", note=61))
         rec.record("in", 1.0, mido.Message("note_on", note=60))

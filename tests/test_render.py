@@ -8,8 +8,8 @@ from pathlib import Path
 
 import mido
 
-from player import events as ev
-from player.render import render
+from cadenza.player import events as ev
+from cadenza.player.render import render
 from tests.playerfakes import BigramModel
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,8 +48,9 @@ def test_answer_only_or_with_the_phrase(tmp_path):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "player", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cadenza.player", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_render_is_reproducible_and_opens_no_ports(bundle, tmp_path):
@@ -57,8 +58,20 @@ def test_cli_render_is_reproducible_and_opens_no_ports(bundle, tmp_path):
     outs = []
     for name, s in (("a", 3), ("b", 3), ("c", 4)):
         out = tmp_path / f"{name}.mid"
-        r = cli("--render", out, "--model", bundle, "--seed", s, "--seed-file", seed, "--beats", 16,
-                "--backend", "no.such.backend")  # never opened
+        r = cli(
+            "--render",
+            out,
+            "--model",
+            bundle,
+            "--seed",
+            s,
+            "--seed-file",
+            seed,
+            "--beats",
+            16,
+            "--backend",
+            "no.such.backend",
+        )  # never opened
         assert r.returncode == 0, r.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] and outs[0] != outs[2]

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from player import events
-from player.bundle import Bundle, BundleError, load_bundle, write_bundle
-from player.runtime import StepModel, open_model
+from cadenza.player import events
+from cadenza.player.bundle import Bundle, BundleError, load_bundle, write_bundle
+from cadenza.player.runtime import StepModel, open_model
 
 pytest.importorskip("tensorflow")
-from convert.testing import converted  # noqa: E402
+from cadenza.convert.testing import converted  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # variant -> (mean |logit difference|, least argmax agreement) against float64 numpy, each step taken
@@ -65,7 +65,7 @@ def tokens(conv) -> np.ndarray:
 @pytest.fixture(scope="module")
 def expected(conv, tokens) -> tuple[np.ndarray, np.ndarray]:
     """Reference logits [T, V] and the states before each step [T, 4, H]."""
-    from train.model import export_weights, load_run
+    from cadenza.train.model import export_weights, load_run
 
     model, cfg = load_run(conv.run_dir)
     logits, states = numpy_lstm(export_weights(model), cfg["cell_clip"], tokens)
@@ -104,7 +104,7 @@ def test_variant_matches_numpy_in_litert(conv, tokens, expected, variant):
 TFLITE_SCRIPT = r"""
 import json, sys
 import numpy as np
-from player.runtime import backend_name, open_model
+from cadenza.player.runtime import backend_name, open_model
 paths, data, out = json.loads(sys.argv[1]), np.load(sys.argv[2]), sys.argv[3]
 tokens, states = data["tokens"], data["states"]
 logits = {}
@@ -122,6 +122,15 @@ print(json.dumps({"backend": backend_name(), "numpy": np.__version__, "tensorflo
 """
 
 
+def source_tree(tmp_path: Path) -> str:
+    """A folder whose `cadenza` namespace is this tree's packages, for an interpreter without the install."""
+    ns = tmp_path / "src" / "cadenza"
+    ns.mkdir(parents=True)
+    for pkg in ("player", "convert", "train"):
+        (ns / pkg).symlink_to(REPO / pkg, target_is_directory=True)
+    return str(ns.parent)
+
+
 def tflite_python() -> str:
     exe = os.environ.get("CADENZA_TFLITE_PYTHON") or str(REPO / ".venv-tflite" / "bin" / "python")
     if not Path(exe).exists():
@@ -137,7 +146,11 @@ def test_every_variant_runs_in_tflite_runtime_2_14(conv, tokens, expected, tmp_p
     out = tmp_path / "logits.npz"
     proc = subprocess.run(
         [tflite_python(), "-c", TFLITE_SCRIPT, json.dumps(paths), str(tmp_path / "in.npz"), str(out)],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=source_tree(tmp_path)),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["backend"] == "tflite_runtime" and info["numpy"].startswith("1.") and not info["tensorflow"]
@@ -150,10 +163,17 @@ def test_every_variant_runs_in_tflite_runtime_2_14(conv, tokens, expected, tmp_p
 
 
 def test_runtime_never_imports_tensorflow(conv):
-    code = ("import sys; from player.runtime import open_model, backend_name; m = open_model(sys.argv[1]); "
-            "m.step(1); print(backend_name(), 'tensorflow' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code, str(conv.bundle)], capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    code = (
+        "import sys; from cadenza.player.runtime import open_model, backend_name; m = open_model(sys.argv[1]); "
+        "m.step(1); print(backend_name(), 'tensorflow' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(conv.bundle)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-2:] == ["ai_edge_litert", "False"]
 
@@ -201,7 +221,7 @@ def test_without_the_edgetpu_delegate_the_cpu_model_runs(conv, tmp_path, caplog)
     tpu = load_bundle(conv.variants["edgetpu_input"])
     meta = dict(b.meta, edgetpu={"inputs": tpu.meta["inputs"], "outputs": tpu.meta["outputs"]})
     path = write_bundle(tmp_path / "tpu.cadenza", meta, b.model, edgetpu=tpu.model)
-    with caplog.at_level(logging.INFO, logger="player.runtime"):
+    with caplog.at_level(logging.INFO, logger="cadenza.player.runtime"):
         model = open_model(path)
     assert not model.on_edgetpu and not model.onehot
     assert [r for r in caplog.records if "Edge TPU not used" in r.getMessage()]
@@ -229,8 +249,8 @@ def test_model_json_that_disagrees_with_the_tensors(conv, tmp_path):
 
 
 def test_a_model_for_another_vocabulary_is_refused(conv, tmp_path):
-    from convert import stepmodel
-    from convert.reference import random_weights
+    from cadenza.convert import stepmodel
+    from cadenza.convert.reference import random_weights
 
     model = stepmodel.convert(random_weights(100, 4, 32), 10.0, "fp32")
     tmap = stepmodel.tensor_map(model)

@@ -61,8 +61,9 @@ def test_service_notifies_plays_and_stops_clean(jack_server, bundle, tmp_path):
     # READY=1 once, carrying the status; STATUS= says mode, tempo and temperature.
     assert len(sd.times("READY", "1")) == 1
     statuses = sd.values("STATUS")
-    assert statuses and all(re.fullmatch(r"(call-response|duet|solo), \d+ BPM, temperature \d\.\d\d.*", s)
-                            for s in statuses), statuses
+    assert statuses and all(
+        re.fullmatch(r"(call-response|duet|solo), \d+ BPM, temperature \d\.\d\d.*", s) for s in statuses
+    ), statuses
     assert statuses[0].startswith("solo, 120 BPM, temperature 1.00")
 
     # WATCHDOG=1 from READY to STOPPING, never further apart than WATCHDOG_USEC/2 (+ slack).
@@ -71,8 +72,10 @@ def test_service_notifies_plays_and_stops_clean(jack_server, bundle, tmp_path):
     pings = [t for t in sd.times("WATCHDOG", "1") if t_ready <= t <= t_stop]
     assert len(pings) >= 3, pings
     gaps = [b - a for a, b in zip([t_ready] + pings, pings + [t_stop])]
-    print(f"service: {len(pings)} watchdog pings, longest gap "
-          f"{max(gaps):.3f} s; {len(notes_of(events))} notes; exit {rc} {t_exit - t_term:.2f} s after SIGTERM")
+    print(
+        f"service: {len(pings)} watchdog pings, longest gap "
+        f"{max(gaps):.3f} s; {len(notes_of(events))} notes; exit {rc} {t_exit - t_term:.2f} s after SIGTERM"
+    )
     assert max(gaps) <= WATCHDOG_USEC / 2e6 + SLACK_S, gaps
 
     # The notes reached the synth, and none is left sounding.
@@ -80,5 +83,5 @@ def test_service_notifies_plays_and_stops_clean(jack_server, bundle, tmp_path):
     assert n_before_stop > 0 and len(notes) >= 3, events[:20]
     assert sounding_after(events) == set()
     last_on = max(i for i, (_, d) in enumerate(events) if len(d) == 3 and d[0] & 0xF0 == 0x90 and d[2] > 0)
-    tail = [d for _, d in events[last_on + 1:]]
+    tail = [d for _, d in events[last_on + 1 :]]
     assert [0xB0, 123, 0] in tail  # and the all-notes-off on the way out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mido
 
-from player import events as ev
+from cadenza.player import events as ev
 from tests.playerfakes import ScriptModel
 from tests.test_engine import MELODY, SPT, rig
 
@@ -49,8 +49,9 @@ def test_answer_starts_exactly_when_the_gap_ends_and_lasts_answer_bars():
 
 def test_playing_during_the_gap_cancels_the_planned_answer():
     events = phrase() + [((68 + 20) * SPT, on(65)), ((68 + 30) * SPT, off(65))]  # 20 ticks into the gap
-    sch, sink = rig(ScriptModel(ANSWER), mode="call-response", events=events, phrase_gap=1.0,
-                    lookahead=0.5)  # so the answer is already planned when the note comes
+    sch, sink = rig(
+        ScriptModel(ANSWER), mode="call-response", events=events, phrase_gap=1.0, lookahead=0.5
+    )  # so the answer is already planned when the note comes
     sch.begin()
     sch.run(until=10.0 + 200 * SPT)
     notes = model_notes(sink)
@@ -121,7 +122,7 @@ def test_key_estimate_of_scale_and_cadence_phrases():
     import sys
     from pathlib import Path
 
-    from player import keys
+    from cadenza.player import keys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from steering import phrase_notes

@@ -66,7 +66,8 @@ def test_security_exposure_at_most_1_5(tmp_path):
     unit = _unit_with_real_command(tmp_path)
     res = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout)
     assert m, res.stdout[-2000:] + res.stderr
@@ -83,7 +84,10 @@ def test_install_into_a_staging_root(tmp_path):
     (cfg_dir / "config.toml").write_text("# mine\n")
     res = subprocess.run(
         ["make", "-s", "install", f"DESTDIR={dest}", "PYTHON=" + sys.executable],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if res.returncode != 0 and "No matching distribution" in res.stdout + res.stderr:
         pytest.skip("package index unreachable")
@@ -96,7 +100,12 @@ def test_install_into_a_staging_root(tmp_path):
     assert 'KERNEL=="cpu_dma_latency", GROUP="audio"' in rule
     py = dest / "opt/cadenza/venv/bin/python"
     probe = subprocess.run(
-        [str(py), "-c", "import importlib.util as u; print([m for m in ('tensorflow','keras','music21') if u.find_spec(m)])"],
-        capture_output=True, text=True,
+        [
+            str(py),
+            "-c",
+            "import importlib.util as u; print([m for m in ('tensorflow','keras','music21') if u.find_spec(m)])",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert probe.stdout.strip() == "[]"  # the Pi gets the player only

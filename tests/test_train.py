@@ -19,8 +19,12 @@ REPO = Path(__file__).resolve().parent.parent
 def run_train(*args, cwd=REPO, timeout=300):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     return subprocess.run(
-        [sys.executable, "-m", "train", *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "cadenza.train", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -30,8 +34,9 @@ def tiny_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("train")
     corpus = make_corpus(base / "corpus", n=12)
     out = base / "run"
-    res = run_train("--corpus", corpus, "--preset", "tiny", "--out", out, "--no-progress",
-                    "--cache-dir", base / "cache")
+    res = run_train(
+        "--corpus", corpus, "--preset", "tiny", "--out", out, "--no-progress", "--cache-dir", base / "cache"
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return out, res
 
@@ -43,8 +48,15 @@ def test_tiny_run_writes_everything(tiny_run):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["preset"] == "tiny" and cfg["hidden"] == 32 and cfg["cell_clip"] == 10.0
     rep = json.loads((out / "report.json").read_text())
-    for key in ("val_nll", "test_nll", "test_accuracy", "baseline_test_nll", "baseline_order",
-                "tokens_per_second", "max_abs_cell_rollout"):
+    for key in (
+        "val_nll",
+        "test_nll",
+        "test_accuracy",
+        "baseline_test_nll",
+        "baseline_order",
+        "tokens_per_second",
+        "max_abs_cell_rollout",
+    ):
         assert np.isfinite(rep[key]), key
     # a learnable corpus: both models do far better than uniform over 242 tokens (5.49 nats)
     assert rep["test_nll"] < 4.0
@@ -58,7 +70,7 @@ def test_tiny_run_writes_everything(tiny_run):
 
 def test_saved_model_matches_numpy_reference(tiny_run):
     """The Keras model computes exactly the clipped-cell math the step model will."""
-    from train.model import export_weights, load_run, numpy_step, zero_states
+    from cadenza.train.model import export_weights, load_run, numpy_step, zero_states
 
     out, _ = tiny_run
     model, cfg = load_run(out)
@@ -72,8 +84,8 @@ def test_saved_model_matches_numpy_reference(tiny_run):
 
 
 def test_cell_state_is_clipped_in_training_graph():
-    from train.config import make_config
-    from train.model import build_model, zero_states
+    from cadenza.train.config import make_config
+    from cadenza.train.model import build_model, zero_states
 
     cfg = make_config("tiny", cell_clip=0.5)
     model = build_model(cfg)

@@ -1,6 +1,6 @@
 """Write examples/phrase.mid: two bars in G major, melody over a walking bass, as a keyboard player would.
 
-    .venv/bin/python tools/example_phrase.py
+.venv/bin/python tools/example_phrase.py
 """
 
 from __future__ import annotations
@@ -11,14 +11,30 @@ import mido
 
 # (beat, length in beats, pitch): soprano G4 A4 B4 A4 | G4 F#4 G4 (half), bass G2 .. D3 .. G2
 NOTES = [
-    (0, 1, 67), (1, 1, 69), (2, 1, 71), (3, 1, 69),
-    (4, 1, 67), (5, 1, 66), (6, 2, 67),
-    (0, 2, 43), (2, 2, 50), (4, 1, 48), (5, 1, 50), (6, 2, 43),
-    (0, 2, 59), (2, 2, 62), (4, 1, 64), (5, 1, 62), (6, 2, 59),
+    (0, 1, 67),
+    (1, 1, 69),
+    (2, 1, 71),
+    (3, 1, 69),
+    (4, 1, 67),
+    (5, 1, 66),
+    (6, 2, 67),
+    (0, 2, 43),
+    (2, 2, 50),
+    (4, 1, 48),
+    (5, 1, 50),
+    (6, 2, 43),
+    (0, 2, 59),
+    (2, 2, 62),
+    (4, 1, 64),
+    (5, 1, 62),
+    (6, 2, 59),
 ]
 
 
-def main(out: Path = Path(__file__).resolve().parent.parent / "examples" / "phrase.mid") -> None:
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "phrase.mid"
+
+
+def main(out: Path = EXAMPLE) -> None:
     tpb = 480
     evs = []
     for beat, length, pitch in NOTES:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mido
 
-from player import events as ev
+from cadenza.player import events as ev
 
 COLOURS = ["#9a9a9a", "#2f6db5", "#c0504d", "#4f8f3a"]
 
@@ -56,8 +56,15 @@ def draw(mid: mido.MidiFile, out: Path, labels: list[str], title: str) -> None:
     ax.set_ylabel("MIDI note")
     for bar in range(0, int(end) + 1, 4):
         ax.axvline(bar, color="#dddddd", lw=0.8, zorder=0)
-    ax.legend(handles=[Patch(color=COLOURS[k % len(COLOURS)], label=labels[k] if k < len(labels) else f"track {k}")
-                       for k in range(len(tracks))], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.legend(
+        handles=[
+            Patch(color=COLOURS[k % len(COLOURS)], label=labels[k] if k < len(labels) else f"track {k}")
+            for k in range(len(tracks))
+        ],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+    )
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out)

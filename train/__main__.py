@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-log = logging.getLogger("train")
+log = logging.getLogger("cadenza.train")
 
 
 def parse_args(argv=None):
@@ -25,8 +25,13 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, type=Path, help="run directory to create")
     p.add_argument("--cache-dir", type=Path, default=None, help="where parsed corpora are cached")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any training setting, e.g. --set hidden=128")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any training setting, e.g. --set hidden=128",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     return p.parse_args(argv)
 
@@ -35,7 +40,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from train.config import make_config, parse_assignment
+    from .config import make_config, parse_assignment
 
     try:
         overrides = dict(parse_assignment(s) for s in args.set)
@@ -46,34 +51,40 @@ def main(argv=None) -> int:
         print(f"cadenza-train: {exc}", file=sys.stderr)
         return 2
 
-    from train.corpus import CorpusError, splits_for
+    from .corpus import CorpusError, splits_for
 
     try:
         train_set, val_set, test_set = splits_for(cfg, cache_dir=args.cache_dir)
     except CorpusError as exc:
         print(f"cadenza-train: {exc}", file=sys.stderr)
         return 2
-    log.info("corpus %s: %d train, %d validation, %d test pieces",
-             cfg.corpus, len(train_set), len(val_set), len(test_set))
+    log.info(
+        "corpus %s: %d train, %d validation, %d test pieces", cfg.corpus, len(train_set), len(val_set), len(test_set)
+    )
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
     report = run(cfg, train_set, val_set, test_set, out, progress=not args.no_progress)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    log.info("test NLL %.4f nats/token (n-gram baseline %.4f, ratio %.3f), test accuracy %.3f",
-             report["test_nll"], report["baseline_test_nll"], report["nll_ratio_to_baseline"],
-             report["test_accuracy"])
+    log.info(
+        "test NLL %.4f nats/token (n-gram baseline %.4f, ratio %.3f), test accuracy %.3f",
+        report["test_nll"],
+        report["baseline_test_nll"],
+        report["nll_ratio_to_baseline"],
+        report["test_accuracy"],
+    )
     log.info("wrote %s", out)
     return 0
 
 
 def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> dict:
     """Train, evaluate, compare with the n-gram baseline; returns the report."""
-    from player import events
-    from train import baseline, plots
-    from train.fit import evaluate, fit
-    from train.model import export_weights, rollout_cell_stats
+    from cadenza.player import events
+
+    from . import baseline, plots
+    from .fit import evaluate, fit
+    from .model import export_weights, rollout_cell_stats
 
     tr = [p.tokens for p in train_set]
     va = [p.tokens for p in val_set]

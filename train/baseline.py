@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from player.events import START, VOCAB_SIZE
+from cadenza.player.events import START, VOCAB_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,7 @@ def _check_order(order: int, vocab_size: int) -> None:
         raise ValueError(f"order must be at least 1, got {order}")
     bits = _bits_for(vocab_size)
     if order * bits > 64:
-        raise ValueError(
-            f"order must be at most {64 // bits} for a vocabulary of {vocab_size} tokens, got {order}"
-        )
+        raise ValueError(f"order must be at most {64 // bits} for a vocabulary of {vocab_size} tokens, got {order}")
 
 
 def _padded(sequences: Iterable[np.ndarray], pad: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,8 +159,7 @@ class KneserNey:
         o = self.order
         # raw counts at the top order, KN counts below it
         self.levels = [
-            _Level(counts.grams[k], counts.raw[k] if k == o else counts.cont[k], self.bits)
-            for k in range(1, o + 1)
+            _Level(counts.grams[k], counts.raw[k] if k == o else counts.cont[k], self.bits) for k in range(1, o + 1)
         ]
         self.n_train_tokens = counts.n_tokens
         return self

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from player import events
+from cadenza.player import events
 
 
 def epoch_streams(pieces: list[np.ndarray], batch: int, window: int, transpositions, rng) -> np.ndarray:

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from player import events
+from cadenza.player import events
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,14 +61,27 @@ class TrainConfig:
 
 PRESETS: dict[str, dict] = {
     # End to end in well under a minute: for tests and smoke runs.
-    "tiny": dict(embed_dim=16, hidden=32, window=16, batch_size=4, epochs=30, patience=6,
-                 learning_rate=1e-2, lr_patience=1, max_minutes=5.0, rollout_steps=1000, baseline_orders=(1, 2, 3, 4),
-                 transpositions=(-1, 0, 1), dropout=0.0),
+    "tiny": dict(
+        embed_dim=16,
+        hidden=32,
+        window=16,
+        batch_size=4,
+        epochs=30,
+        patience=6,
+        learning_rate=1e-2,
+        lr_patience=1,
+        max_minutes=5.0,
+        rollout_steps=1000,
+        baseline_orders=(1, 2, 3, 4),
+        transpositions=(-1, 0, 1),
+        dropout=0.0,
+    ),
     # The model we ship.
     "default": dict(),
     # For a GPU machine.
-    "large": dict(embed_dim=128, hidden=768, window=256, batch_size=64, epochs=80, patience=6,
-                  max_minutes=240.0, dropout=0.3),
+    "large": dict(
+        embed_dim=128, hidden=768, window=256, batch_size=64, epochs=80, patience=6, max_minutes=240.0, dropout=0.3
+    ),
 }
 
 

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from player import events
+from cadenza.player import events
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,10 @@ def _load_bach(cache_dir: Path, limit: int | None, workers: int) -> list[Piece]:
     pieces = _deduplicate(pieces)
     log.info(
         "parsed %d chorales in %.1f s: %d skipped, %d duplicates dropped",
-        n_parsed, time.perf_counter() - t0, skipped, n_parsed - len(pieces),
+        n_parsed,
+        time.perf_counter() - t0,
+        skipped,
+        n_parsed - len(pieces),
     )
     if not pieces:
         raise CorpusError(f"no usable Bach chorale in music21's corpus ({skipped} skipped)")
@@ -256,9 +259,7 @@ def _chorale_paths() -> list[Path]:
     from music21 import corpus
 
     paths = [Path(p) for p in corpus.getComposer("bach")]
-    paths = [
-        p for p in paths if p.suffix.lower() in SCORE_SUFFIXES and p.name.split(".")[0] not in NOT_CHORALES
-    ]
+    paths = [p for p in paths if p.suffix.lower() in SCORE_SUFFIXES and p.name.split(".")[0] not in NOT_CHORALES]
     # A few chorales come both as MusicXML and as Humdrum: keep the MusicXML one.
     xml_stems = {p.stem for p in paths if p.suffix.lower() != ".krn"}
     paths = [p for p in paths if not (p.suffix.lower() == ".krn" and p.stem in xml_stems)]
@@ -354,14 +355,10 @@ def split_pieces(
     Each split gets at least one piece; each comes back sorted by name.
     """
     if not (0 < val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 1):
-        raise ValueError(
-            f"val_frac and test_frac must be in (0, 1) with a sum below 1, got {val_frac} and {test_frac}"
-        )
+        raise ValueError(f"val_frac and test_frac must be in (0, 1) with a sum below 1, got {val_frac} and {test_frac}")
     n = len(pieces)
     if n < 3:
-        raise CorpusError(
-            f"at least 3 pieces are needed to split into train, val and test; the corpus has {n}"
-        )
+        raise CorpusError(f"at least 3 pieces are needed to split into train, val and test; the corpus has {n}")
     ordered = sorted(pieces, key=lambda p: p.name)
     perm = np.random.default_rng(seed).permutation(n)
     n_test = min(max(1, round(n * test_frac)), n - 2)

@@ -8,14 +8,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-import keras
-
-from train import batches
-from train.config import TrainConfig
-from train.model import build_model, zero_states
+from . import batches
+from .config import TrainConfig
+from .model import build_model, zero_states
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,9 @@ def _loss(y, logits):
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
 
 
-def evaluate(model: keras.Model, pieces: list[np.ndarray], window: int = 512, chunk: int = 64) -> tuple[float, float, int]:
+def evaluate(
+    model: keras.Model, pieces: list[np.ndarray], window: int = 512, chunk: int = 64
+) -> tuple[float, float, int]:
     """(mean NLL in nats/token, top-1 accuracy, tokens scored): each piece from a zero state."""
     hidden = model.get_layer("lstm1").cell.units
     step = _eval_fn(model)
@@ -60,8 +61,12 @@ def _eval_fn(model):
     if getattr(model, "_cadenza_eval", None) is not None:
         return model._cadenza_eval
     hidden = model.get_layer("lstm1").cell.units
-    spec = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.int32),
-            tf.TensorSpec([None, None], tf.bool), [tf.TensorSpec([None, hidden], tf.float32)] * 4]
+    spec = [
+        tf.TensorSpec([None, None], tf.int32),
+        tf.TensorSpec([None, None], tf.int32),
+        tf.TensorSpec([None, None], tf.bool),
+        [tf.TensorSpec([None, hidden], tf.float32)] * 4,
+    ]
 
     @tf.function(input_signature=spec)
     def step(x, y, m, states):
@@ -75,7 +80,9 @@ def _eval_fn(model):
     return step
 
 
-def fit(cfg: TrainConfig, train_pieces, val_pieces, out_dir: Path, progress: bool = True) -> tuple[keras.Model, History]:
+def fit(
+    cfg: TrainConfig, train_pieces, val_pieces, out_dir: Path, progress: bool = True
+) -> tuple[keras.Model, History]:
     """Train; the best model (by validation NLL) is saved to out_dir/model.keras as it appears.
 
     Ctrl-C stops the loop and keeps the best model so far.
@@ -121,8 +128,14 @@ def fit(cfg: TrainConfig, train_pieces, val_pieces, out_dir: Path, progress: boo
             hist.train_loss.append(float(np.mean(losses)))
             hist.val_loss.append(val)
             hist.epoch_seconds.append(time.monotonic() - t0)
-            log.info("epoch %d: train %.4f  val %.4f nats/token  val acc %.3f  (%.0f s)",
-                     epoch + 1, hist.train_loss[-1], val, acc, hist.epoch_seconds[-1])
+            log.info(
+                "epoch %d: train %.4f  val %.4f nats/token  val acc %.3f  (%.0f s)",
+                epoch + 1,
+                hist.train_loss[-1],
+                val,
+                acc,
+                hist.epoch_seconds[-1],
+            )
             if val < best:
                 best, since_best, hist.best_epoch = val, 0, epoch
                 model.save(best_path)

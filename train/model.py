@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 import keras
+import numpy as np
 from keras import ops
 
-from train.config import TrainConfig
+from .config import TrainConfig
 
 
 @keras.saving.register_keras_serializable(package="cadenza")
@@ -77,9 +76,7 @@ def build_model(cfg: TrainConfig) -> keras.Model:
     x = keras.layers.Embedding(V, cfg.embed_dim, name="embedding")(tokens)
     outs = []
     for layer in (1, 2):
-        x = keras.layers.Dense(
-            4 * H, name=f"lstm{layer}_in", bias_initializer=ForgetBias(H)
-        )(x)
+        x = keras.layers.Dense(4 * H, name=f"lstm{layer}_in", bias_initializer=ForgetBias(H))(x)
         rnn = keras.layers.RNN(
             ClippedLSTMCell(H, cfg.cell_clip, name=f"lstm{layer}_cell"),
             return_sequences=True,

@@ -1,13 +1,13 @@
 """The stage's synth and keyboard: ALSA sequencer clients (python-rtmidi from the installed venv).
 
-    midiclient.py synth NAME LOG      a synth: a virtual input port; every message it receives is one
-                                      line of LOG: "<unix time> <hex bytes>"; runs until SIGTERM
-    midiclient.py keys NAME TREE      a keyboard: a virtual output port; reads commands on stdin,
-                                      answers one line each on stdout:
-        notes NOTE,NOTE,... SECONDS   a phrase: each note for SECONDS, one after the other
-        send HEX HEX ...              raw messages (each "90,3c,64")
-        flood N SEED RATE             N hostile messages (bench/hostile.py's hostile_batch), RATE a second
-        quit
+midiclient.py synth NAME LOG      a synth: a virtual input port; every message it receives is one
+                                  line of LOG: "<unix time> <hex bytes>"; runs until SIGTERM
+midiclient.py keys NAME TREE      a keyboard: a virtual output port; reads commands on stdin,
+                                  answers one line each on stdout:
+    notes NOTE,NOTE,... SECONDS   a phrase: each note for SECONDS, one after the other
+    send HEX HEX ...              raw messages (each "90,3c,64")
+    flood N SEED RATE             N hostile messages (bench/hostile.py's hostile_batch), RATE a second
+    quit
 """
 
 from __future__ import annotations

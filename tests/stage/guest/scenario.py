@@ -6,7 +6,8 @@ Part 1 (first boot): `sudo make install` as the README says, then the service as
 a synth switched on late, a keyboard's phrase and its answer, a flood, the synth unplugged and
 back, reload, stop, crashes, a frozen player, a broken config, PM QoS, the sandbox's exposure,
 the journal; then it asks run.sh for a reboot. Part 2: the service back after the reboot, the
-README's step-time bench run with the installed environment, and `make uninstall`. Each check appends one line to SHARE/results.txt:
+README's step-time bench run with the installed environment, and `make uninstall`. Each check
+appends one line to SHARE/results.txt:
 
     PASS name: figure          FAIL name: figure (and why)
 
@@ -100,6 +101,7 @@ def write_config(mode: str = "solo", tempo: float = 150.0, extra: str = "") -> N
 
 # -- the journal ---------------------------------------------------------------------------
 
+
 def cursor() -> str:
     out = sh("journalctl -u cadenza -n 0 --show-cursor -q").stdout
     m = re.search(r"-- cursor: (\S+)", out)
@@ -137,6 +139,7 @@ def journal_has(pattern: str, after: str = "", timeout: float = 0.0) -> str | No
             if re.search(pattern, line):
                 return line
         return None
+
     return wait_for(find, timeout, 0.5) if timeout else find()
 
 
@@ -153,6 +156,7 @@ def end_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 # -- the synth's log -------------------------------------------------------------------------
 
+
 class Synth:
     """A synth as an ALSA client: counts what it receives (midiclient.py synth)."""
 
@@ -162,8 +166,11 @@ class Synth:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> float:
-        self.proc = subprocess.Popen([VENV_PY, f"{self.tree}/tests/stage/guest/midiclient.py", "synth", SYNTH,
-                                      str(self.log)], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [VENV_PY, f"{self.tree}/tests/stage/guest/midiclient.py", "synth", SYNTH, str(self.log)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.proc.stdout.readline()
         return time.time()
 
@@ -230,8 +237,12 @@ class Keys:
     """A keyboard as an ALSA client (midiclient.py keys), driven line by line."""
 
     def __init__(self, tree: str) -> None:
-        self.proc = subprocess.Popen([VENV_PY, f"{tree}/tests/stage/guest/midiclient.py", "keys", KEYS, tree],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [VENV_PY, f"{tree}/tests/stage/guest/midiclient.py", "keys", KEYS, tree],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.proc.stdout.readline()
 
     def cmd(self, line: str) -> list[str]:
@@ -253,8 +264,10 @@ def cc(control: int, value: int, channel: int = 0) -> str:
 
 # -- part 1 ----------------------------------------------------------------------------------
 
+
 def check(name):
     """A check that raises is a failed check with the exception as its figure; the rest go on."""
+
     def wrap(fn):
         def run(*a, **k):
             t0 = time.monotonic()
@@ -265,7 +278,9 @@ def check(name):
                 return None
             finally:
                 log(f"{name} took {time.monotonic() - t0:.1f} s")
+
         return run
+
     return wrap
 
 
@@ -280,20 +295,28 @@ def c_install(tree: str) -> bool:
     size = sh("du -sm /opt/cadenza/venv").stdout.split()[0] if Path("/opt/cadenza/venv").exists() else "?"
     pkgs = sh(f"{VENV_PY} -m pip list --format=freeze").stdout.lower()
     tf = "tensorflow" in pkgs
-    versions = ", ".join(l for l in pkgs.split() if l.split("==")[0] in ("numpy", "ai-edge-litert", "tflite-runtime",
-                                                                       "python-rtmidi", "mido"))
+    versions = ", ".join(
+        line
+        for line in pkgs.split()
+        if line.split("==")[0] in ("numpy", "ai-edge-litert", "tflite-runtime", "python-rtmidi", "mido")
+    )
     ok = r.returncode == 0 and not tf
     why = "" if r.returncode == 0 else f"; exit {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}"
-    return result(ok, "install", f"`sudo make install` {secs:.0f} s, venv {size} MB, TensorFlow "
-                  f"{'present' if tf else 'absent'} ({versions}){why}")
+    return result(
+        ok,
+        "install",
+        f"`sudo make install` {secs:.0f} s, venv {size} MB, TensorFlow "
+        f"{'present' if tf else 'absent'} ({versions}){why}",
+    )
 
 
 @check("enabled-at-boot")
 def c_enabled() -> bool:
     en = sh("systemctl is-enabled cadenza").stdout.strip()
     active = wait_active(120)
-    return result(en == "enabled" and active, "enabled-at-boot",
-                  f"is-enabled {en}, {prop('ActiveState')} with the default config")
+    return result(
+        en == "enabled" and active, "enabled-at-boot", f"is-enabled {en}, {prop('ActiveState')} with the default config"
+    )
 
 
 @check("ready-sandboxed")
@@ -315,15 +338,19 @@ def c_ready() -> bool:
     seq = "/dev/snd/seq" in fds
     waiting = journal_has(r"no MIDI output matches .*stage-synth.*waiting for it", c)
     ok = ok and dynamic and audio in groups and seq and bool(ready)
-    return result(ok, "ready-sandboxed",
-                  f"READY {secs:.1f} s after restart ({ready.split(': ', 1)[-1][:60]}), uid {uid} ({'a' if dynamic else 'NOT a'} DynamicUser), "
-                  f"audio group {'yes' if audio in groups else 'no'}, /dev/snd/seq open {'yes' if seq else 'no'}, "
-                  f"synth absent: {'waited for' if waiting else 'no wait line'}")
+    return result(
+        ok,
+        "ready-sandboxed",
+        f"READY {secs:.1f} s after restart ({ready.split(': ', 1)[-1][:60]}), "
+        f"uid {uid} ({'a' if dynamic else 'NOT a'} DynamicUser), "
+        f"audio group {'yes' if audio in groups else 'no'}, /dev/snd/seq open {'yes' if seq else 'no'}, "
+        f"synth absent: {'waited for' if waiting else 'no wait line'}",
+    )
 
 
 @check("pm-qos")
 def c_pm_qos(c0: str) -> bool:
-    lines = [l for l in journal(c0) if "wake-up latency" in l]
+    lines = [line for line in journal(c0) if "wake-up latency" in line]
     ok = len(lines) == 1
     return result(ok, "pm-qos", f"{len(lines)} line(s): " + (lines[0].split(": ", 1)[-1] if lines else "none"))
 
@@ -337,9 +364,11 @@ def c_synth_late(synth: Synth) -> bool:
     silenced, how = synth.silenced_first(t_on)
     lag = f"{t_first - t_on:.1f} s" if t_first else "never"
     n = synth.notes(t_on)
-    return result(bool(seen) and silenced and n > 0, "synth-late",
-                  f"synth switched on after the service: found in {lag}, {n} notes in "
-                  f"{time.time() - t_on:.0f} s; {how}")
+    return result(
+        bool(seen) and silenced and n > 0,
+        "synth-late",
+        f"synth switched on after the service: found in {lag}, {n} notes in {time.time() - t_on:.0f} s; {how}",
+    )
 
 
 @check("reload")
@@ -355,9 +384,13 @@ def c_reload(synth: Synth) -> bool:
     n_after = synth.notes(t)
     # Call-response with no keyboard connected yet plays solo (and answers once one is plugged in).
     ok = bool(line) and main_pid() == pid and "120 BPM" in status and status.startswith("solo") and n_after > 0
-    return result(ok, "reload", f"`systemctl reload` (tempo 150 -> 120, mode call-response): "
-                  f"{'reloaded' if line else 'no reload line'}, same PID {'yes' if main_pid() == pid else 'no'}, "
-                  f"status '{status}'; no keyboard yet, so solo: {n_after} notes in 3 s")
+    return result(
+        ok,
+        "reload",
+        f"`systemctl reload` (tempo 150 -> 120, mode call-response): "
+        f"{'reloaded' if line else 'no reload line'}, same PID {'yes' if main_pid() == pid else 'no'}, "
+        f"status '{status}'; no keyboard yet, so solo: {n_after} notes in 3 s",
+    )
 
 
 @check("keyboard-appears")
@@ -373,8 +406,12 @@ def c_keyboard(synth: Synth) -> tuple[bool, "Keys"]:
     n = synth.notes(t)
     left = synth.sounding()
     ok = bool(line) and n == 0 and left == 0
-    result(ok, "keyboard-appears", f"keyboard plugged in: {'call-response' if line else 'no switch'} "
-           f"within {lag:.1f} s; then {n} notes in 3 s (listening) and {left} left sounding")
+    result(
+        ok,
+        "keyboard-appears",
+        f"keyboard plugged in: {'call-response' if line else 'no switch'} "
+        f"within {lag:.1f} s; then {n} notes in 3 s (listening) and {left} left sounding",
+    )
     return keys
 
 
@@ -387,9 +424,14 @@ def c_phrase(keys: Keys, synth: Synth) -> bool:
     time.sleep(3)
     n = synth.notes(t_end)
     first = next((t for t, m in synth.messages(t_end) if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0), None)
-    return result(bool(got), "phrase-answer",
-                  f"{len(phrase)}-note phrase played, answer: {n} notes, first {first - t_end:.2f} s after the "
-                  f"phrase's last note-off" if first else "no answer within 20 s")
+    return result(
+        bool(got),
+        "phrase-answer",
+        f"{len(phrase)}-note phrase played, answer: {n} notes, first {first - t_end:.2f} s after the "
+        f"phrase's last note-off"
+        if first
+        else "no answer within 20 s",
+    )
 
 
 @check("flood")
@@ -404,12 +446,16 @@ def c_flood(keys: Keys, synth: Synth) -> bool:
     quiet = wait_for(lambda: synth.sounding() == 0 and synth.quiet_since(2), 60, 0.5)
     left = synth.sounding()
     alive = main_pid() == pid and restarts() == nr and prop("ActiveState") == "active"
-    counters = [l.split(": ", 1)[-1] for l in journal(c) if re.search(r"dropped|malformed|ignored", l)]
+    counters = [line.split(": ", 1)[-1] for line in journal(c) if re.search(r"dropped|malformed|ignored", line)]
     ok = alive and bool(quiet) and left == 0
-    return result(ok, "flood", f"{sent} hostile messages in {secs:.1f} s ({sent / max(secs, 1e-3):.0f}/s) over ALSA; "
-                  f"alive (same PID, no restart) {'yes' if alive else 'no'}; after knobs reset and panic: "
-                  f"{'quiet' if quiet else 'still playing'}, {left} notes left sounding"
-                  + (f"; log: {counters[-1][:120]}" if counters else ""))
+    return result(
+        ok,
+        "flood",
+        f"{sent} hostile messages in {secs:.1f} s ({sent / max(secs, 1e-3):.0f}/s) over ALSA; "
+        f"alive (same PID, no restart) {'yes' if alive else 'no'}; after knobs reset and panic: "
+        f"{'quiet' if quiet else 'still playing'}, {left} notes left sounding"
+        + (f"; log: {counters[-1][:120]}" if counters else ""),
+    )
 
 
 @check("synth-reconnect")
@@ -425,8 +471,12 @@ def c_reconnect(keys: Keys, synth: Synth) -> bool:
     got = wait_for(lambda: synth.notes(t_on) > 0, 20)
     silenced, how = synth.silenced_first(t_on)
     ok = bool(lost) and bool(reopened) and bool(got) and silenced
-    return result(ok, "synth-reconnect", f"synth gone: {'noticed' if lost else 'not noticed'}; back: "
-                  f"{'reopened' if reopened else 'not reopened'}, {synth.notes(t_on)} notes since; {how}")
+    return result(
+        ok,
+        "synth-reconnect",
+        f"synth gone: {'noticed' if lost else 'not noticed'}; back: "
+        f"{'reopened' if reopened else 'not reopened'}, {synth.notes(t_on)} notes since; {how}",
+    )
 
 
 @check("stop")
@@ -438,8 +488,11 @@ def c_stop(synth: Synth) -> bool:
     time.sleep(1)
     left = synth.sounding()
     res = prop("Result")
-    return result(left == 0 and prop("ActiveState") == "inactive", "stop",
-                  f"`systemctl stop` while playing: {secs:.1f} s, result {res}, {left} notes left sounding")
+    return result(
+        left == 0 and prop("ActiveState") == "inactive",
+        "stop",
+        f"`systemctl stop` while playing: {secs:.1f} s, result {res}, {left} notes left sounding",
+    )
 
 
 def _crash(name: str, signal_name: str, synth: Synth, wait_s: float = 60) -> bool:
@@ -459,15 +512,21 @@ def _crash(name: str, signal_name: str, synth: Synth, wait_s: float = 60) -> boo
 @check("kill-KILL")
 def c_kill(synth: Synth) -> bool:
     back, dn, secs, silenced, how, _ = _crash("kill-KILL", "SIGKILL", synth)
-    return result(bool(back) and dn == 1 and silenced, "kill-KILL",
-                  f"restarted by systemd in {secs:.1f} s (restarts +{dn}); after the restart {how}")
+    return result(
+        bool(back) and dn == 1 and silenced,
+        "kill-KILL",
+        f"restarted by systemd in {secs:.1f} s (restarts +{dn}); after the restart {how}",
+    )
 
 
 @check("kill-SEGV")
 def c_segv(synth: Synth) -> bool:
     back, dn, secs, silenced, how, _ = _crash("kill-SEGV", "SIGSEGV", synth)
-    return result(bool(back) and dn == 1 and silenced, "kill-SEGV",
-                  f"restarted by systemd in {secs:.1f} s (restarts +{dn}); after the restart {how}")
+    return result(
+        bool(back) and dn == 1 and silenced,
+        "kill-SEGV",
+        f"restarted by systemd in {secs:.1f} s (restarts +{dn}); after the restart {how}",
+    )
 
 
 @check("watchdog")
@@ -475,16 +534,21 @@ def c_watchdog(synth: Synth) -> bool:
     back, dn, secs, silenced, how, c = _crash("watchdog", "SIGSTOP", synth, wait_s=90)
     wd = journal_has(r"[Ww]atchdog timeout", c)
     how_killed = journal_has(r"Killing process|killed|signal=", c) or ""
-    return result(bool(back) and dn == 1 and bool(wd) and silenced, "watchdog",
-                  f"SIGSTOP: {'watchdog timeout' if wd else 'no watchdog line'}, "
-                  f"{how_killed.split(': ', 1)[-1][:80]}; back in {secs:.1f} s (restarts +{dn}); {how}")
+    return result(
+        bool(back) and dn == 1 and bool(wd) and silenced,
+        "watchdog",
+        f"SIGSTOP: {'watchdog timeout' if wd else 'no watchdog line'}, "
+        f"{how_killed.split(': ', 1)[-1][:80]}; back in {secs:.1f} s (restarts +{dn}); {how}",
+    )
 
 
 @check("broken-config")
 def c_broken() -> bool:
     sh("systemctl reset-failed cadenza")
     good = CONFIG.read_text()
-    CONFIG.write_text(good + "[play]\ntempo_typo = 1\n" if "[play]" not in good else good.replace("[play]", "[play]\ntempoo = 1", 1))
+    CONFIG.write_text(
+        good + "[play]\ntempo_typo = 1\n" if "[play]" not in good else good.replace("[play]", "[play]\ntempoo = 1", 1)
+    )
     nr = restarts()
     c = cursor()
     sh("systemctl restart cadenza")
@@ -494,8 +558,11 @@ def c_broken() -> bool:
     CONFIG.write_text(good)
     ok = state == "failed" and code == "2" and nr2 == nr and len(lines) == 1
     shown = lines[0].split(": ", 1)[-1][:120] if lines else "none"
-    result(ok, "broken-config", f"{state}, exit {code}, restarts +{nr2 - nr} in 6 s, {len(lines)} journal line(s) "
-           f"from the player: {shown}")
+    result(
+        ok,
+        "broken-config",
+        f"{state}, exit {code}, restarts +{nr2 - nr} in 6 s, {len(lines)} journal line(s) from the player: {shown}",
+    )
     sh("systemctl reset-failed cadenza")
     sh("systemctl start cadenza")
     return ok
@@ -508,23 +575,37 @@ def c_security() -> bool:
     if not m:
         return result(False, "security", "no exposure line: " + out.strip()[-200:])
     level = float(m.group(1))
-    return result(level <= 1.5, "security", f"`systemd-analyze security cadenza` online: {level} {m.group(2)} (goal ≤ 1.5)")
+    return result(
+        level <= 1.5, "security", f"`systemd-analyze security cadenza` online: {level} {m.group(2)} (goal ≤ 1.5)"
+    )
 
 
 @check("journal")
 def c_journal() -> bool:
     text = "\n".join(journal())
-    want = {"model": r"model .*bach\.cadenza", "ready": r"ready in [\d.]+ s", "output": r"MIDI output .*stage-synth.* open",
-            "input": r"MIDI input .*stage-keys", "no-keyboard": r"no keyboard connected: playing solo", "reload": r"reloaded settings and model",
-            "stopping": r"SIGTERM: stopping", "watchdog": r"[Ww]atchdog timeout", "sched": r"SCHED_FIFO|real-time"}
+    want = {
+        "model": r"model .*bach\.cadenza",
+        "ready": r"ready in [\d.]+ s",
+        "output": r"MIDI output .*stage-synth.* open",
+        "input": r"MIDI input .*stage-keys",
+        "no-keyboard": r"no keyboard connected: playing solo",
+        "reload": r"reloaded settings and model",
+        "stopping": r"SIGTERM: stopping",
+        "watchdog": r"[Ww]atchdog timeout",
+        "sched": r"SCHED_FIFO|real-time",
+    }
     missing = [k for k, p in want.items() if not re.search(p, text)]
     tracebacks = text.count("Traceback")
     # (ProcSubset=pid hides /proc/cpuinfo from the service: the interpreter's CPU probe says so at each start)
     cpuinfo = text.count("Error in cpuinfo")
-    return result(not missing and tracebacks == 0, "journal",
-                  f"{len(want) - len(missing)}/{len(want)} expected lines"
-                  + (f" (missing: {', '.join(missing)})" if missing else "") + f", {tracebacks} tracebacks"
-                  + (f"; {cpuinfo} 'Error in cpuinfo' lines (no /proc/cpuinfo in the sandbox)" if cpuinfo else ""))
+    return result(
+        not missing and tracebacks == 0,
+        "journal",
+        f"{len(want) - len(missing)}/{len(want)} expected lines"
+        + (f" (missing: {', '.join(missing)})" if missing else "")
+        + f", {tracebacks} tracebacks"
+        + (f"; {cpuinfo} 'Error in cpuinfo' lines (no /proc/cpuinfo in the sandbox)" if cpuinfo else ""),
+    )
 
 
 def part1(tree: str) -> None:
@@ -562,6 +643,7 @@ def part1(tree: str) -> None:
 
 # -- part 2 ----------------------------------------------------------------------------------
 
+
 @check("reboot")
 def c_reboot(tree: str) -> bool:
     active = wait_active(180)
@@ -571,9 +653,12 @@ def c_reboot(tree: str) -> bool:
     got = wait_for(lambda: synth.notes(t_on) > 0, 30)
     n = synth.notes(t_on)
     synth.stop()
-    return result(bool(active) and bool(got), "reboot",
-                  f"service back after the reboot: {'active' if active else prop('ActiveState')}, READY "
-                  f"{t_ready:.1f} s after the kernel started; {n} notes to the synth")
+    return result(
+        bool(active) and bool(got),
+        "reboot",
+        f"service back after the reboot: {'active' if active else prop('ActiveState')}, READY "
+        f"{t_ready:.1f} s after the kernel started; {n} notes to the synth",
+    )
 
 
 @check("uninstall")
@@ -583,18 +668,27 @@ def c_uninstall(tree: str) -> bool:
     gone = not Path("/opt/cadenza").exists() and not Path("/etc/systemd/system/cadenza.service").exists()
     kept = CONFIG.exists() and CONFIG.read_text() == before
     state = prop("LoadState")
-    return result(r.returncode == 0 and gone and kept, "uninstall",
-                  f"`make uninstall`: exit {r.returncode}, /opt/cadenza and the unit "
-                  f"{'gone' if gone else 'still there'} (unit {state}), config {'kept' if kept else 'NOT kept'}")
+    return result(
+        r.returncode == 0 and gone and kept,
+        "uninstall",
+        f"`make uninstall`: exit {r.returncode}, /opt/cadenza and the unit "
+        f"{'gone' if gone else 'still there'} (unit {state}), config {'kept' if kept else 'NOT kept'}",
+    )
 
 
 @check("bench-step")
 def c_bench_step(tree: str) -> bool:
     """The README's step-time command for a real Pi, run with the installed environment (the figure is emulated)."""
-    r = sh(f"cd {tree} && {VENV_PY} bench/bench_step.py --time /opt/cadenza/share/bach.cadenza --steps 300", timeout=600)
+    r = sh(
+        f"cd {tree} && {VENV_PY} bench/bench_step.py --time /opt/cadenza/share/bach.cadenza --steps 300", timeout=600
+    )
     out = (r.stdout.strip().splitlines() or [r.stderr.strip()[-200:]])[-1]
-    return result(r.returncode == 0, "bench-step", f"bench/bench_step.py with /opt/cadenza/venv runs on arm64 "
-                  f"(emulated, not a Pi's figure): {' '.join(out.split())[:160]}")
+    return result(
+        r.returncode == 0,
+        "bench-step",
+        f"bench/bench_step.py with /opt/cadenza/venv runs on arm64 "
+        f"(emulated, not a Pi's figure): {' '.join(out.split())[:160]}",
+    )
 
 
 def part2(tree: str) -> None:
