@@ -28,7 +28,6 @@ from .reference import dims
 log = logging.getLogger(__name__)
 
 STATE_NAMES = ("h1", "c1", "h2", "c2")
-OUTPUT_NAMES = ("logits",) + STATE_NAMES
 
 # name -> (quantization, input kind). "edgetpu_input" is the int8 one-hot model the
 # Edge TPU compiler takes; the others are CPU models.

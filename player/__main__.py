@@ -17,24 +17,14 @@ import logging
 import os
 import sys
 
+from .config import MODES
+
 EXIT_USAGE = 2
 
-FLAG_KEYS = {  # flag dest -> settings key
-    "model": "model",
-    "output": "midi.output",
-    "input": "midi.input",
-    "backend": "midi.backend",
-    "client_name": "midi.client_name",
-    "mode": "play.mode",
-    "tempo": "play.tempo",
-    "temperature": "play.temperature",
-    "top_p": "play.top_p",
-    "phrase_gap": "play.phrase_gap",
-    "answer_bars": "play.answer_bars",
-    "seed": "play.seed",
-    "key": "play.key",
-    "key_strength": "play.key_strength",
-}
+
+def _setting(p: argparse.ArgumentParser, flag: str, key: str, **kw) -> None:
+    """A flag that overrides the setting `key` (dotted): the key is its dest, so flag_overrides finds it."""
+    p.add_argument(flag, dest=key, **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,24 +32,50 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cadenza-play",
         description="Play a Cadenza model to a MIDI synth, answering the phrases played on a keyboard.",
     )
-    p.add_argument("--model", metavar="FILE", help="model bundle (*.cadenza); default: the bundled model")
-    p.add_argument("--output", metavar="NAME", help="MIDI output: a substring of its name, or 'virtual'")
-    p.add_argument("--input", metavar="NAME", help="MIDI input (keyboard): a substring, 'virtual' or 'none'")
-    p.add_argument("--backend", metavar="API", help="MIDI backend: alsa, jack, coremidi, windows, or a mido backend")
-    p.add_argument("--client-name", metavar="NAME", help="MIDI client name (default cadenza)")
-    p.add_argument("--config", metavar="FILE", help="TOML settings (default /etc/cadenza/config.toml if it exists)")
-    p.add_argument("--mode", choices=("call-response", "duet", "solo"))
-    p.add_argument("--tempo", type=float, metavar="BPM")
-    p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (1 = as trained)")
-    p.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling: keep the most likely tokens up to P")
-    p.add_argument("--phrase-gap", type=float, metavar="BEATS", help="silence that ends a phrase")
-    p.add_argument("--answer-bars", type=int, metavar="N", help="length of an answer")
-    p.add_argument(
-        "--key", metavar="KEY", help="'auto' (answer in the phrase's key), 'off', or a key to stay in, e.g. 'D minor'"
+    _setting(p, "--model", "model", metavar="FILE", help="model bundle (*.cadenza); default: the bundled model")
+    _setting(p, "--output", "midi.output", metavar="NAME", help="MIDI output: a substring of its name, or 'virtual'")
+    _setting(p, "--input", "midi.input", metavar="NAME", help="MIDI input (keyboard): a substring, 'virtual' or 'none'")
+    _setting(
+        p,
+        "--backend",
+        "midi.backend",
+        metavar="API",
+        help="MIDI backend: alsa, jack, coremidi, windows, or a mido backend",
     )
-    p.add_argument("--key-strength", type=float, metavar="S", help="how hard answers lean to the key (0 = not at all)")
+    _setting(p, "--client-name", "midi.client_name", metavar="NAME", help="MIDI client name (default cadenza)")
+    p.add_argument("--config", metavar="FILE", help="TOML settings (default /etc/cadenza/config.toml if it exists)")
+    _setting(p, "--mode", "play.mode", choices=MODES)
+    _setting(p, "--tempo", "play.tempo", type=float, metavar="BPM")
+    _setting(
+        p, "--temperature", "play.temperature", type=float, metavar="T", help="sampling temperature (1 = as trained)"
+    )
+    _setting(
+        p,
+        "--top-p",
+        "play.top_p",
+        type=float,
+        metavar="P",
+        help="nucleus sampling: keep the most likely tokens up to P",
+    )
+    _setting(p, "--phrase-gap", "play.phrase_gap", type=float, metavar="BEATS", help="silence that ends a phrase")
+    _setting(p, "--answer-bars", "play.answer_bars", type=int, metavar="N", help="length of an answer")
+    _setting(
+        p,
+        "--key",
+        "play.key",
+        metavar="KEY",
+        help="'auto' (answer in the phrase's key), 'off', or a key to stay in, e.g. 'D minor'",
+    )
+    _setting(
+        p,
+        "--key-strength",
+        "play.key_strength",
+        type=float,
+        metavar="S",
+        help="how hard answers lean to the key (0 = not at all)",
+    )
     p.add_argument("--duration", type=float, metavar="SECONDS", help="play this long, then stop cleanly")
-    p.add_argument("--seed", type=int, metavar="N", help="random seed: the same seed plays the same notes")
+    _setting(p, "--seed", "play.seed", type=int, metavar="N", help="random seed: the same seed plays the same notes")
     p.add_argument("--debug", action="store_true", help="debug logging")
     p.add_argument("--list-ports", action="store_true", help="list MIDI ports and exit")
     g = p.add_argument_group("offline rendering (no ports)")
@@ -147,7 +163,9 @@ def setup_logging(level: str = "info") -> None:
 
 
 def flag_overrides(args: argparse.Namespace) -> dict:
-    return {key: getattr(args, dest) for dest, key in FLAG_KEYS.items() if getattr(args, dest, None) is not None}
+    """The settings given as flags: their dests are the settings' dotted keys (see _setting)."""
+    keys = {"model"} | {dest for dest in vars(args) if "." in dest}
+    return {key: getattr(args, key) for key in sorted(keys) if getattr(args, key, None) is not None}
 
 
 def load_settings(args: argparse.Namespace):
@@ -168,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.list_ports:
             from .ports import format_port_list, open_backend
 
-            backend = args.backend
+            backend = getattr(args, "midi.backend")
             if backend is None:
                 backend = load_settings(args).midi.backend
             print(format_port_list(open_backend(backend)))

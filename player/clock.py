@@ -42,13 +42,9 @@ class RealClock:
         while time.monotonic() < t:
             pass
 
-    simulated = False
-
 
 class SimClock:
     """Simulated seconds: sleeping moves time to the deadline at once."""
-
-    simulated = True
 
     def __init__(self, start: float = 0.0) -> None:
         self.t = float(start)

@@ -58,9 +58,12 @@ class Midi:
     input_channel: int = _f(0, "int", 0, 16)  # 0 = omni: listen to whatever channel the keyboard uses
 
 
+MODES = ("call-response", "duet", "solo")  # the player's modes (steering.Conductor plays them)
+
+
 @dataclass(frozen=True)
 class Play:
-    mode: str = _f("call-response", "choice", choices=("call-response", "duet", "solo"))  # the instrument's point
+    mode: str = _f("call-response", "choice", choices=MODES)  # the instrument's point
     tempo: float = _f(100.0, "float", 20.0, 300.0)  # BPM; a moderate chorale tempo
     temperature: float = _f(1.0, "float", 0.05, 5.0)  # the trained distribution as it is
     top_p: float = _f(0.95, "float", 0.0, 1.0, open_lo=True)  # cut the 5% tail of wrong notes
@@ -129,9 +132,6 @@ class Settings:
         """`settings.replace(**{"play.tempo": 120.0})`: a checked copy."""
         return override(self, dotted)
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 _SECTION_CLASSES = {"midi": Midi, "play": Play, "clock": Clock, "controls": Controls, "record": Record, "log": Log}
 _PATH_KEYS = {"model", "record.directory"}
@@ -196,13 +196,17 @@ def override(settings: Settings, values: Mapping[str, Any]) -> Settings:
 
 def _check_controls(controls: "Controls", changed: Mapping[str, Any]) -> None:
     """One knob, one setting: two controls on one CC number would both move."""
+    from .events import CC_SUSTAIN
+
     owner: dict[int, str] = {}
     for f in dataclasses.fields(controls):
         cc = getattr(controls, f.name)
         if isinstance(cc, bool) or not isinstance(cc, int) or cc < 0:
             continue
-        if cc == 64:
-            raise ConfigError(f"controls.{f.name} = 64: CC 64 is the sustain pedal, which ends phrases; pick another")
+        if cc == CC_SUSTAIN:
+            raise ConfigError(
+                f"controls.{f.name} = {cc}: CC {cc} is the sustain pedal, which ends phrases; pick another"
+            )
         if cc in owner:
             a, b = (f.name, owner[cc]) if f.name in changed else (owner[cc], f.name)
             raise ConfigError(f"controls.{a} = {cc} is already controls.{b}; give each control its own CC (-1 = none)")

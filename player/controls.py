@@ -21,8 +21,9 @@ from typing import Callable
 
 import mido
 
+from .config import MODES
+from .events import CC_SUSTAIN, SWITCH_ON
 from .logutil import Throttle
-from .steering import MODES, SUSTAIN
 
 log = logging.getLogger(__name__)
 QUIET = Throttle(log)  # a CC storm must not write a line per message
@@ -81,9 +82,9 @@ class ControlMap:
         if control == self.answer_bars:
             return "answer_bars", 1 + int(value) * 16 // 128
         if control == self.panic:
-            return ("panic", True) if value >= 64 else None
+            return ("panic", True) if value >= SWITCH_ON else None
         if control == self.phrase_end:
-            return ("phrase_end", True) if value >= 64 else None
+            return ("phrase_end", True) if value >= SWITCH_ON else None
         return None
 
 
@@ -115,7 +116,7 @@ class InputRouter:
         if msg.type in NOTE_TYPES:
             sch.conductor.note(msg, tick)
         elif msg.type == "control_change":
-            if msg.control == SUSTAIN:
+            if msg.control == CC_SUSTAIN:
                 sch.conductor.sustain(msg.value, tick)
             change = self.controls.interpret(msg.control, msg.value)
             if change is not None:

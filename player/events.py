@@ -40,6 +40,9 @@ DEFAULT_VELOCITY = 60  # a bin centre, so it survives a round trip
 # so a missing NOTE_OFF from the model can never hang a note for long.
 MAX_NOTE_TICKS = 16 * TICKS_PER_BEAT  # four bars of 4/4
 DRUM_CHANNEL = 9  # MIDI channel 10, dropped
+CC_SUSTAIN = 64  # the sustain pedal (a switch: values >= SWITCH_ON are "down")
+CC_ALL_NOTES_OFF = 123
+SWITCH_ON = 64  # a MIDI switch controller reads "on" from this value up
 
 PAD = 0
 START = 1
@@ -284,12 +287,6 @@ class StreamEncoder:
     def pending_shift(self, tick: float) -> list[int]:
         """SHIFT tokens for the silence between the last event and `tick` (not emitted)."""
         return shifts_for(max(int(round(tick)) - self.emitted_tick, 0))
-
-    def mark_time(self, tick: float) -> list[int]:
-        """Emit `pending_shift` and count it as said: the model has heard the silence."""
-        out = self.advance(tick) + self.pending_shift(tick)
-        self.emitted_tick = max(self.emitted_tick, int(round(tick)))
-        return out
 
 
 class MidiFileError(ValueError):

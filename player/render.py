@@ -19,10 +19,10 @@ from . import events as ev
 from .clock import SimClock, TempoMap
 from .controls import ControlMap, InputRouter
 from .engine import Engine
-from .events import TimedMessage
+from .events import CC_SUSTAIN, TimedMessage
 from .sampling import Sampler
 from .scheduler import NoInbox, Scheduler, ScriptedInbox
-from .steering import SUSTAIN, Conductor
+from .steering import Conductor
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _keyboard_messages(mid: mido.MidiFile):
         now = 0
         for msg in track:
             now += msg.time
-            if msg.type in ("note_on", "note_off") or (msg.type == "control_change" and msg.control == SUSTAIN):
+            if msg.type in ("note_on", "note_off") or (msg.type == "control_change" and msg.control == CC_SUSTAIN):
                 yield now * scale, msg
 
 

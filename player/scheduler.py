@@ -55,10 +55,6 @@ class ScriptedInbox:
         self.events = sorted(events, key=lambda e: e[0])
         self.i = 0
 
-    @property
-    def exhausted(self) -> bool:
-        return self.i >= len(self.events)
-
     def add(self, t: float, msg: mido.Message) -> None:
         self.events.append((t, msg))
         self.events[self.i :] = sorted(self.events[self.i :], key=lambda e: e[0])

@@ -33,15 +33,14 @@ from typing import Callable
 import mido
 
 from . import keys
+from .config import MODES
 from .engine import Engine
-from .events import MAX_NOTE_TICKS, TICKS_PER_BEAT
+from .events import MAX_NOTE_TICKS, SWITCH_ON, TICKS_PER_BEAT
 from .logutil import Throttle
 
 log = logging.getLogger(__name__)
 QUIET = Throttle(log)  # a mode knob swept back and forth changes mode many times a second
 
-MODES = ("call-response", "duet", "solo")
-SUSTAIN = 64
 KEY_HALF_LIFE_BEATS = 16  # in a duet, a note counts half as much four bars later
 
 
@@ -82,7 +81,6 @@ class Conductor:
         self.phrase_notes = 0  # keyboard notes since the last answer
         self.last_release = 0.0  # tick of the last note-off (or pedal release)
         self.answer_start: int | None = None
-        self.answer_end: int | None = None
         self.gap_end: float | None = None  # the moment (tick) the current answer's gap completed
         self.answers = 0  # answers finished or cut
         self.listeners: list[Callable[[str, int], None]] = []  # (event, tick): answer-start, answer-end
@@ -168,7 +166,7 @@ class Conductor:
         self._follow(gap_end)
         self.engine.play(start, until=start + self.answer_ticks, lead_in=True)
         self.state = "answer"
-        self.answer_start, self.answer_end = start, start + self.answer_ticks
+        self.answer_start = start
         self.gap_end = gap_end
         log.debug("answer planned at tick %d (gap ended at %.2f)", start, gap_end)
         self._emit("answer-start", start)
@@ -206,7 +204,7 @@ class Conductor:
 
     def sustain(self, value: int, tick: float) -> None:
         self._let_go(tick)
-        down = (value >= 64) != self.pedal_reversed
+        down = (value >= SWITCH_ON) != self.pedal_reversed
         was, self.pedal = self.pedal, down
         if down and not was:
             self.pedal_since = tick
@@ -325,9 +323,6 @@ class Conductor:
         if not eng.playing:
             return False
         return eng.cursor < horizon_tick + 1e-6 or (eng.limit is not None and eng.cursor >= eng.limit)
-
-    def describe(self) -> str:
-        return self.mode
 
     def describe_key(self) -> str:
         if self.key_setting is None or self.key_strength <= 0:
