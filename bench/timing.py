@@ -34,7 +34,7 @@ from cadenza.player.engine import Engine  # noqa: E402
 from cadenza.player.sampling import Sampler  # noqa: E402
 from cadenza.player.scheduler import NoInbox, Scheduler  # noqa: E402
 from cadenza.player.steering import Conductor  # noqa: E402
-from tests.playerfakes import ScriptModel  # noqa: E402
+from support.fakes import ScriptModel  # noqa: E402
 
 
 class CostedScript(ScriptModel):

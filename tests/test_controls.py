@@ -9,9 +9,8 @@ import pytest
 from cadenza.player import events as ev
 from cadenza.player import keys
 from cadenza.player.controls import ControlMap
-from tests.playerfakes import ScriptModel
-from tests.test_engine import MELODY, SPT, rig
-from tests.test_steering import ANSWER, cc, phrase
+from support.fakes import ScriptModel
+from support.rig import ANSWER, MELODY, SPT, cc, phrase, rig
 
 
 def run(mode, events, until_ticks, model=None, **kw):

@@ -13,8 +13,8 @@ from cadenza.player import events as ev
 from cadenza.player import keys
 from cadenza.player.config import ConfigError, Settings, override
 from cadenza.player.sampling import Sampler
-from tests.playerfakes import ScriptModel
-from tests.test_engine import SPT, rig
+from support.fakes import ScriptModel
+from support.rig import SPT, rig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from steering import phrase_notes  # noqa: E402

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 
 from cadenza.player.logutil import Throttle
-from tests.playerfakes import ScriptModel
-from tests.test_engine import MELODY, rig
-from tests.test_steering import cc
+from support.fakes import ScriptModel
+from support.rig import MELODY, cc, rig
 
 
 def test_throttle_counts_what_it_leaves_out():

@@ -14,7 +14,7 @@ from cadenza.player.render import ListSink
 from cadenza.player.sampling import Sampler
 from cadenza.player.scheduler import Scheduler, ScriptedInbox
 from cadenza.player.steering import Conductor
-from tests.playerfakes import ScriptModel
+from support.fakes import ScriptModel
 
 SCRIPT = [ev.note_on(60), ev.shift(12), ev.note_off(60), ev.shift(12)]
 

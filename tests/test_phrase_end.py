@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from cadenza.player import events as ev
 from cadenza.player.events import MAX_NOTE_TICKS
 from cadenza.player.render import RENDER_SLACK_TICKS, render
-from tests.playerfakes import BigramModel, ScriptModel
-from tests.test_engine import SPT, rig
+from support.fakes import BigramModel, ScriptModel
+from support.rig import SPT, rig
 
 ANSWER = [ev.note_on(67), ev.shift(6), ev.note_off(67), ev.note_on(69), ev.shift(6), ev.note_off(69)]
 BAR = 96

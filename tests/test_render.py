@@ -10,7 +10,7 @@ import mido
 
 from cadenza.player import events as ev
 from cadenza.player.render import render
-from tests.playerfakes import BigramModel
+from support.fakes import BigramModel
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,33 +2,9 @@
 
 from __future__ import annotations
 
-import mido
-
 from cadenza.player import events as ev
-from tests.playerfakes import ScriptModel
-from tests.test_engine import MELODY, SPT, rig
-
-ANSWER = [ev.note_on(67), ev.shift(6), ev.note_off(67), ev.note_on(69), ev.shift(6), ev.note_off(69)]
-
-
-def on(n, v=90):
-    return mido.Message("note_on", note=n, velocity=v)
-
-
-def off(n):
-    return mido.Message("note_off", note=n)
-
-
-def cc(c, v):
-    return mido.Message("control_change", control=c, value=v)
-
-
-def phrase(t0=0):
-    """C D E, a beat each (in ticks from t0)."""
-    out = []
-    for i, n in enumerate((60, 62, 64)):
-        out += [((t0 + 24 * i) * SPT, on(n)), ((t0 + 24 * i + 20) * SPT, off(n))]
-    return out
+from support.fakes import ScriptModel
+from support.rig import ANSWER, MELODY, SPT, cc, off, on, phrase, rig
 
 
 def model_notes(sink, t0=10.0):
