@@ -62,11 +62,11 @@ def main(argv=None) -> int:
         tick = 0
         for prev, nxt in zip(toks[:-1], toks[1:]):
             model.step(int(prev), out=logits)
-            if ev.SHIFT_BASE <= prev < ev.VELOCITY_BASE:
-                tick += int(prev) - ev.SHIFT_BASE + 1
+            if ev.is_shift(int(prev)):
+                tick += ev.shift_ticks(int(prev))
             if tick < cut:
                 continue
-            is_on = bool(ev.NOTE_ON_BASE <= nxt < ev.NOTE_OFF_BASE)
+            is_on = bool(ev.is_note_on(int(nxt)))
             count += 1
             count_on += is_on
             for s, b in biases.items():

@@ -42,18 +42,8 @@ def _masks(vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """[V] bool: tokens the model may play; the same without SHIFT/NOTE_OFF; NOTE_ON only; SHIFT only."""
     ids = np.arange(vocab)
     normal = (ids != ev.PAD) & (ids != ev.START) & (ids < ev.VOCAB_SIZE)
-    shift = (ids >= ev.SHIFT_BASE) & (ids < ev.VELOCITY_BASE)
-    off = (ids >= ev.NOTE_OFF_BASE) & (ids < ev.SHIFT_BASE)
-    on = (ids >= ev.NOTE_ON_BASE) & (ids < ev.NOTE_OFF_BASE)
+    shift, off, on = ev.is_shift(ids), ev.is_note_off(ids), ev.is_note_on(ids)
     return normal, normal & ~shift & ~off, on, shift
-
-
-def is_shift(t: int) -> bool:
-    return ev.SHIFT_BASE <= t < ev.VELOCITY_BASE
-
-
-def shift_ticks(t: int) -> int:
-    return t - ev.SHIFT_BASE + 1
 
 
 @dataclasses.dataclass
@@ -132,9 +122,9 @@ class Engine:
         self.steps += 1
         if self.keep_history:
             self.history.append((origin, self.cursor, tok))
-        if is_shift(tok):
+        if ev.is_shift(tok):
             self._plan(self.decoder.feed(tok))  # notes reaching their length limit
-            self.cursor += shift_ticks(tok)
+            self.cursor += ev.shift_ticks(tok)
         elif ev.VELOCITY_BASE <= tok < ev.VOCAB_SIZE:
             self.velocity_bin = tok - ev.VELOCITY_BASE
             if origin != "model":  # the velocity in force is the stream's, whoever set it
@@ -226,8 +216,8 @@ class Engine:
     def _insert(self, tokens: list[int], t0: int) -> None:
         t = t0
         for tok in tokens:
-            if is_shift(tok):  # the encoder's own shifts: we only need its times
-                t += shift_ticks(tok)
+            if ev.is_shift(tok):  # the encoder's own shifts: we only need its times
+                t += ev.shift_ticks(tok)
                 continue
             if (
                 not self.playing
@@ -280,15 +270,15 @@ class Engine:
             allowed = self._normal if self._same_tick < MAX_TOKENS_PER_TICK else self._shift_only
         logits = self.logits if self.key_bias is None else keys.lean(self.logits, self.key_bias)
         tok = self.sampler.sample(logits, allowed)
-        if is_shift(tok) and self.limit is not None and self.cursor + shift_ticks(tok) > self.limit:
+        if ev.is_shift(tok) and self.limit is not None and self.cursor + ev.shift_ticks(tok) > self.limit:
             tok = ev.shift(self.limit - self.cursor)
         self._feed(tok, "model")
-        if not is_shift(tok):
+        if not ev.is_shift(tok):
             self._plan(self.decoder.feed(tok))
             self._same_tick += 1
         else:
             self._same_tick = 0
-        if ev.NOTE_ON_BASE <= tok < ev.NOTE_OFF_BASE:
+        if ev.is_note_on(tok):
             self.lead_in = -1
         return tok
 

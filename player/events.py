@@ -103,6 +103,27 @@ def velocity(bin_: int) -> int:
     return VELOCITY_BASE + bin_
 
 
+# Token-type predicates, for an int or a numpy array of tokens (elementwise). The decoder below
+# inlines the same comparisons on its hot path.
+
+
+def is_note_on(t):
+    return (t >= NOTE_ON_BASE) & (t < NOTE_OFF_BASE)
+
+
+def is_note_off(t):
+    return (t >= NOTE_OFF_BASE) & (t < SHIFT_BASE)
+
+
+def is_shift(t):
+    return (t >= SHIFT_BASE) & (t < VELOCITY_BASE)
+
+
+def shift_ticks(t):
+    """The ticks a SHIFT token moves time by (meaningful where is_shift)."""
+    return t - SHIFT_BASE + 1
+
+
 def velocity_to_bin(v: int) -> int:
     return (min(max(int(v), 1), 127) - 1) // VELOCITY_BIN_WIDTH
 

@@ -87,7 +87,7 @@ def default_cache_dir() -> Path:
 
 def has_notes(tokens: np.ndarray) -> bool:
     t = np.asarray(tokens)
-    return bool(np.any((t >= events.NOTE_ON_BASE) & (t < events.NOTE_OFF_BASE)))
+    return bool(np.any(events.is_note_on(t)))
 
 
 def _load_midi(root: Path, limit: int | None) -> list[Piece]:
@@ -179,7 +179,7 @@ def _deduplicate(pieces: Iterable[Piece]) -> list[Piece]:
 def _transposition_free(tokens: np.ndarray) -> np.ndarray:
     """The tokens moved so that the lowest note is the keyboard's lowest key (never folds)."""
     t = np.asarray(tokens)
-    ons = t[(t >= events.NOTE_ON_BASE) & (t < events.NOTE_OFF_BASE)]
+    ons = t[events.is_note_on(t)]
     if ons.size == 0:
         return t
     return events.transpose(t, -int(ons.min() - events.NOTE_ON_BASE))
@@ -188,9 +188,8 @@ def _transposition_free(tokens: np.ndarray) -> np.ndarray:
 def _onsets(tokens: np.ndarray) -> np.ndarray:
     """Sorted unique (onset tick, pitch above the lowest note) pairs, packed as int64."""
     t = np.asarray(tokens, dtype=np.int64)
-    is_shift = (t >= events.SHIFT_BASE) & (t < events.VELOCITY_BASE)
-    tick = np.cumsum(np.where(is_shift, t - events.SHIFT_BASE + 1, 0))
-    is_on = (t >= events.NOTE_ON_BASE) & (t < events.NOTE_OFF_BASE)
+    tick = np.cumsum(np.where(events.is_shift(t), events.shift_ticks(t), 0))
+    is_on = events.is_note_on(t)
     pitch = t[is_on] - events.NOTE_ON_BASE
     if pitch.size == 0:
         return pitch
