@@ -51,7 +51,7 @@ def main() -> int:
     if args.time:
         return time_bundles(args.time, args.steps, args.threads)
     from cadenza.convert.__main__ import main as convert_main
-    from cadenza.convert.testing import tiny_run
+    from support.models import tiny_run
 
     sizes = {k: v for k, v in (("embed_dim", args.embed), ("hidden", args.hidden)) if v}
     root = Path(tempfile.mkdtemp(prefix="cadenza-bench-"))

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.jackutil import JackReceiver, jack_env, start_free_server  # noqa: E402
+from support.jack import JackReceiver, jack_env, start_free_server  # noqa: E402
 
 server = start_free_server("cadenza-race", log_dir="/tmp")
 os.environ.update(jack_env(server.name))

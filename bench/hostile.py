@@ -81,7 +81,7 @@ def hostile_batch(rnd: random.Random, n: int) -> list[list[int]]:
 def flood(target: str, seconds: float, rate: float, seed: int = 1, client: str = "flood") -> int:
     """Send hostile_batch messages to the JACK input `target` at `rate` per second; the count sent
     (handed to the server: the sender's queue is paced out by its process callback)."""
-    from tests.jackutil import JackSender
+    from support.jack import JackSender
 
     rnd = random.Random(seed)
     queued = 0
@@ -133,8 +133,8 @@ def run(
     mapped_controls: the default CC map (tempo, mode, panic... knobs in the storm: the grid
     moves, so only survival, memory and silence mean anything then).
     """
-    from tests.daemonutil import Player, rss_kb, sounding_after, write_config
-    from tests.jackutil import JackReceiver
+    from support.daemon import Player, rss_kb, sounding_after, write_config
+    from support.jack import JackReceiver
 
     folder = Path(folder or tempfile.mkdtemp(prefix="cadenza-hostile-"))
     # The synth is there first and the player connects to it: every message it sends must arrive.
@@ -241,7 +241,7 @@ def campaign(
     can then be lost or doubled by JACK itself, not by the player.
     """
     from bench.jackrig import BenchJackServer
-    from tests.jackutil import jack_env
+    from support.jack import jack_env
 
     class Server(BenchJackServer):
         def command(self) -> list[str]:
@@ -339,11 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sent {flood(args.flood, args.seconds, args.rate, args.seed)}", flush=True)
         return 0
 
-    from tests.jackutil import jack_env, start_free_server
+    from support.jack import jack_env, start_free_server
 
     model = args.model
     if model is None:
-        from cadenza.convert.testing import converted
+        from support.models import converted
 
         model = str(converted().bundle)
     if args.periods:

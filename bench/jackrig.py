@@ -13,7 +13,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.jackutil import JackServer, jack_env  # noqa: E402
+from support.jack import JackServer, jack_env  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 

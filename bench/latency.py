@@ -31,7 +31,7 @@ from cadenza.player.engine import Engine  # noqa: E402
 from cadenza.player.sampling import Sampler  # noqa: E402
 from cadenza.player.scheduler import PortInbox, Scheduler  # noqa: E402
 from cadenza.player.steering import Conductor  # noqa: E402
-from tests.jackutil import JackSender  # noqa: E402
+from support.jack import JackSender  # noqa: E402
 
 
 def main(argv=None) -> int:

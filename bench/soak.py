@@ -209,7 +209,7 @@ def realtime(model: str, minutes: float, phrase_every_s: float = 20.0, progress=
     import subprocess
     import tempfile
 
-    from tests.jackutil import JackReceiver, JackSender, jack_env, start_free_server
+    from support.jack import JackReceiver, JackSender, jack_env, start_free_server
 
     server = None
     if not os.environ.get("JACK_DEFAULT_SERVER"):
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     model_path = args.model
     if model_path is None:
-        from cadenza.convert.testing import converted
+        from support.models import converted
 
         model_path = str(converted().bundle)
     if args.minutes:

@@ -56,7 +56,7 @@ def default_model():
     if not path.exists():
         import shutil
 
-        from cadenza.convert.testing import converted
+        from support.models import converted
 
         shutil.copy(converted().bundle, path)
     return open_model(path)

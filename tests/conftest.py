@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.jackutil import JackServer, jack_env, start_free_server
+from support.jack import JackServer, jack_env, start_free_server
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +33,8 @@ def jack_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bundle():
-    """The tiny converted bundle (`convert.testing.converted`, made once per process)."""
+    """The tiny converted bundle (`support.models.converted`, made once per process)."""
     pytest.importorskip("tensorflow")
-    from cadenza.convert.testing import converted
+    from support.models import converted
 
     return converted().bundle

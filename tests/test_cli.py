@@ -72,7 +72,7 @@ def test_render_only_flags_need_render(tmp_path):
 
 @pytest.mark.jack
 def test_missing_port_lists_what_there_is(jack_server, bundle):
-    from tests.jackutil import JackReceiver
+    from support.jack import JackReceiver
 
     with JackReceiver(None, client="synthA"):
         line = one_line_exit_2(

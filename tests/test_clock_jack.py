@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.daemonutil import NotifySocket, Player, sounding_after, write_config
-from tests.jackutil import JackReceiver, JackSender
+from support.daemon import NotifySocket, Player, sounding_after, write_config
+from support.jack import JackReceiver, JackSender
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 

@@ -19,7 +19,7 @@ pytest.importorskip("tensorflow")
 from cadenza.convert import build as build_mod  # noqa: E402
 from cadenza.convert import edgetpu, fidelity, stepmodel  # noqa: E402
 from cadenza.convert.__main__ import main  # noqa: E402
-from cadenza.convert.testing import converted  # noqa: E402
+from support.models import converted  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # what the step model may contain: the cell's arithmetic, and the (de)quantization at its edges

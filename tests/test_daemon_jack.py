@@ -13,7 +13,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from tests.jackutil import JackReceiver
+from support.jack import JackReceiver
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.jack
@@ -178,7 +178,7 @@ def test_sighup_reload_and_a_broken_config_keeps_playing(jack_server, bundle, tm
 
 
 def test_keyboard_phrase_is_answered_through_the_process(jack_server, bundle, tmp_path):
-    from tests.jackutil import JackSender
+    from support.jack import JackSender
 
     ns = Notify(tmp_path / "notify")
     with JackReceiver(None, client="synth4") as rx:

@@ -76,7 +76,7 @@ def test_a_fault_while_rendering_exits_1(bundle, tmp_path, exc):
 @pytest.mark.jack
 @pytest.mark.parametrize("exc", ["ValueError", "OSError"])
 def test_a_fault_while_playing_silences_logs_and_exits_1(jack_server, bundle, tmp_path, exc):
-    from tests.jackutil import JackReceiver
+    from support.jack import JackReceiver
     from tests.test_daemon_jack import notes, sounding_after
 
     client = f"fault{exc[:2].lower()}"

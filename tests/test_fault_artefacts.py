@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from cadenza.player.bundle import MODEL_JSON, MODEL_TFLITE
-from tests.daemonutil import run_player, write_config
+from support.daemon import run_player, write_config
 
 pytest.importorskip("tensorflow")
-from cadenza.convert.testing import converted  # noqa: E402
+from support.models import converted  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ import pytest
 from bench.hostile import run
 
 pytest.importorskip("tensorflow")
-from cadenza.convert.testing import converted  # noqa: E402
+from support.models import converted  # noqa: E402
 
 
 @pytest.mark.jack

@@ -15,11 +15,11 @@ import time
 
 import pytest
 
-from tests.daemonutil import Player, rss_kb, sounding_after, wait_sounding, write_config
-from tests.jackutil import JackReceiver
+from support.daemon import Player, rss_kb, sounding_after, wait_sounding, write_config
+from support.jack import JackReceiver
 
 pytest.importorskip("tensorflow")
-from cadenza.convert.testing import converted  # noqa: E402
+from support.models import converted  # noqa: E402
 
 
 def _threads(pid: int) -> int:

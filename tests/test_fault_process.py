@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from tests.daemonutil import Player, sounding_after, wait_sounding, write_config
-from tests.jackutil import JackReceiver
+from support.daemon import Player, sounding_after, wait_sounding, write_config
+from support.jack import JackReceiver
 
 pytest.importorskip("tensorflow")
-from cadenza.convert.testing import converted  # noqa: E402
+from support.models import converted  # noqa: E402
 
 
 def _config(tmp_path, client: str, synth: str, **kw):

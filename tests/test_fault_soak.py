@@ -13,7 +13,7 @@ from bench.soak import simulate
 from cadenza.player import events as ev
 
 pytest.importorskip("tensorflow")
-from cadenza.convert.testing import converted  # noqa: E402
+from support.models import converted  # noqa: E402
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import time
 import mido
 import pytest
 
-from tests.jackutil import JackReceiver, JackSender
+from support.jack import JackReceiver, JackSender
 from tests.test_daemon_jack import Notify, notes, start
 
 pytestmark = pytest.mark.jack

@@ -177,9 +177,9 @@ def test_duet_follows_the_keyboard_into_a_new_key():
 
 
 def test_render_with_the_real_model_stays_in_a_fixed_key():
-    from cadenza.convert.testing import converted
     from cadenza.player.render import render
     from cadenza.player.runtime import open_model
+    from support.models import converted
 
     model = open_model(converted().bundle)
     free = render(model, beats=64, seed=5)

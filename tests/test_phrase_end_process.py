@@ -142,7 +142,7 @@ def call_response(
 ) -> tuple[list[float], str, int]:
     """Start cadenza-play (JACK, call-response), play the case's phrase(s) into it; the seconds from the last
     note-on to the first answer note of each phrase, the player's log, and its exit code after SIGTERM."""
-    from tests.jackutil import JackReceiver, JackSender
+    from support.jack import JackReceiver, JackSender
     from tests.test_daemon_jack import Notify, start
 
     beat = 60.0 / tempo

@@ -312,7 +312,7 @@ def test_auto_backend_is_jack_without_alsa(jack_server):
 
 @pytest.mark.jack
 def test_jack_list_ports(jack):
-    from tests.jackutil import JackReceiver, JackSender
+    from support.jack import JackReceiver, JackSender
 
     with JackReceiver(client="synth"), JackSender(client="keys"):
         inputs, outputs = ports.list_ports(jack)
@@ -323,7 +323,7 @@ def test_jack_list_ports(jack):
 
 @pytest.mark.jack
 def test_jack_virtual_output_delivers_in_order(jack):
-    from tests.jackutil import JackReceiver
+    from support.jack import JackReceiver
 
     with OutputPort("virtual", jack, client_name="cadenza") as out:
         assert out.name == "cadenza:out"
@@ -347,7 +347,7 @@ def test_jack_virtual_output_delivers_in_order(jack):
 
 @pytest.mark.jack
 def test_jack_output_target_lost_and_back(jack):
-    from tests.jackutil import JackReceiver
+    from support.jack import JackReceiver
 
     synth = JackReceiver(client="synth")
     reconnects = []
@@ -384,7 +384,7 @@ def test_jack_output_target_lost_and_back(jack):
 
 @pytest.mark.jack
 def test_jack_close_silences_sounding_notes(jack):
-    from tests.jackutil import JackReceiver
+    from support.jack import JackReceiver
 
     # Closed straight after the silence is queued, a port could leave before the silence did
     # (6 closes in 60 before the drain wait): twenty closes in a row, every one delivered.
@@ -402,7 +402,7 @@ def test_jack_close_silences_sounding_notes(jack):
 
 @pytest.mark.jack
 def test_jack_input_receives_notes_and_clock(jack):
-    from tests.jackutil import JackSender
+    from support.jack import JackSender
 
     with InputPort("virtual", jack, client_name="cadenza") as keys:
         assert keys.name.endswith(":in") and keys.connected
@@ -437,7 +437,7 @@ def test_jack_input_receives_notes_and_clock(jack):
 
 @pytest.mark.jack
 def test_jack_input_survives_malformed_bytes(jack):
-    from tests.jackutil import JackSender
+    from support.jack import JackSender
 
     with InputPort("virtual", jack) as keys, JackSender(target=keys.name) as kb:
         # A sysex may come in pieces (bridges from ALSA split it); rtmidi skips them all, up to the
@@ -461,7 +461,7 @@ def test_jack_input_survives_malformed_bytes(jack):
 
 @pytest.mark.jack
 def test_jack_named_input_lost_and_back(jack):
-    from tests.jackutil import JackSender
+    from support.jack import JackSender
 
     kb = JackSender(client="keystation")
     keys = InputPort("keystation", jack, reconnect_interval=0.25)
@@ -486,7 +486,7 @@ JACK_DEATH = textwrap.dedent("""
     import os, signal, sys, time, mido
     sys.path.insert(0, sys.argv[1])
     from cadenza.player.ports import OutputPort, InputPort, open_backend
-    from tests.jackutil import JackReceiver, jack_env, start_free_server
+    from support.jack import JackReceiver, jack_env, start_free_server
     server = start_free_server("cadenza-death")
     os.environ.update(jack_env(server.name))
     b = open_backend("jack")
@@ -568,7 +568,7 @@ def test_bench_receiver_stamps_comparable_times(jack, tmp_path):
 def test_jack_burst_arrives_whole_and_in_order(jack):
     # A runaway burst (a note-off for every note on every channel, twice) goes out whole: what
     # does not fit a cycle's port buffer waits for the next one, checked at an independent receiver.
-    from tests.jackutil import JackReceiver
+    from support.jack import JackReceiver
 
     with JackReceiver(client="burst-synth") as synth:
         out = OutputPort("burst-synth", jack, client_name="cadenza-burst")

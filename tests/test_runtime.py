@@ -17,7 +17,7 @@ from cadenza.player.bundle import Bundle, BundleError, load_bundle, write_bundle
 from cadenza.player.runtime import StepModel, open_model
 
 pytest.importorskip("tensorflow")
-from cadenza.convert.testing import converted  # noqa: E402
+from support.models import converted  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # variant -> (mean |logit difference|, least argmax agreement) against float64 numpy, each step taken

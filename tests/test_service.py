@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from tests.daemonutil import CADENZA_PLAY, NotifySocket, Player, sounding_after, write_config
-from tests.jackutil import JackReceiver
+from support.daemon import CADENZA_PLAY, NotifySocket, Player, sounding_after, write_config
+from support.jack import JackReceiver
 
 pytest.importorskip("tensorflow")
 

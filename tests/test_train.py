@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.midifiles import make_corpus
+from support.midifiles import make_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 

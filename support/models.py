@@ -93,7 +93,7 @@ class Converted:
 @functools.lru_cache(maxsize=None)
 def converted() -> Converted:
     """Convert the tiny run once per process (every variant, the Edge TPU model too)."""
-    from .__main__ import main
+    from cadenza.convert.__main__ import main
 
     root = Path(tempfile.mkdtemp(prefix="cadenza-convert-"))
     atexit.register(shutil.rmtree, root, True)
