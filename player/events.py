@@ -210,18 +210,18 @@ class StreamEncoder:
 
     def __init__(self, max_note_ticks: int = MAX_NOTE_TICKS) -> None:
         self.max_note_ticks = max_note_ticks
-        self.tick = 0  # the tick whose events are buffered
-        self.emitted_tick = 0  # time reached by the tokens emitted so far
+        self.reset()
+
+    def reset(self, tick: int = 0) -> None:
+        """Forget everything: nothing sounding, nothing buffered, time at `tick`."""
+        self.tick = tick  # the tick whose events are buffered
+        self.emitted_tick = tick  # time reached by the tokens emitted so far
         self.velocity_bin: int | None = None
         self.sounding: dict[int, int] = {}  # pitch -> start tick
         self.depth: dict[int, int] = {}  # pitch -> note-ons not yet matched (overlaps)
         self._ons: dict[int, int] = {}  # this tick: pitch -> velocity bin
         self._offs: set[int] = set()  # this tick
         self._deferred_offs: set[int] = set()  # offs of notes that began this tick
-
-    def reset(self, tick: int = 0) -> None:
-        self.__init__(self.max_note_ticks)
-        self.tick = self.emitted_tick = tick
 
     def feed(self, msg: mido.Message, tick: float) -> list[int]:
         """Take one message at `tick`; returns the tokens completed by moving to it."""

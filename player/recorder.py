@@ -88,7 +88,7 @@ class SessionRecorder:
             return None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            path = self._free_name(started)
+            path = self._free_name(started or dt.datetime.now())  # (set with the first event)
             to_midi_file(events).save(path)
             self.written.append(path)
             log.info("session recorded: %s (%d events)", path, len(events))

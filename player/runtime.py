@@ -21,6 +21,7 @@ import importlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 _BACKENDS = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
-_backend = None
+_backend: Any = None  # the interpreter package in use (a module, or _TfLiteShim)
 
 
 def interpreter_module():
@@ -42,9 +43,8 @@ def interpreter_module():
                 mod = importlib.import_module(name)
             except ImportError:
                 continue
-            if name == "tensorflow.lite":  # load_delegate lives under tf.lite.experimental
-                mod = _TfLiteShim(mod)
-            _backend = mod
+            # (tensorflow.lite's load_delegate lives under tf.lite.experimental)
+            _backend = _TfLiteShim(mod) if name == "tensorflow.lite" else mod
             break
         else:
             raise ImportError("no TFLite interpreter: pip install ai-edge-litert (or tflite-runtime)")
@@ -69,7 +69,7 @@ def make_interpreter(
     delegates: list | None = None,
 ):
     mod = interpreter_module()
-    kwargs = {"num_threads": int(num_threads)}
+    kwargs: dict[str, Any] = {"num_threads": int(num_threads)}
     if delegates:
         kwargs["experimental_delegates"] = delegates
     if model_content is not None:
@@ -184,7 +184,8 @@ class StepModel:
                 f"{where}: logits have shape {list(self._logits.shape)}, but the vocabulary has "
                 f"{self.vocab_size} tokens"
             )
-        self._in, self._out = [], []
+        self._in: list[_Port] = []
+        self._out: list[_Port] = []
         for spec in self.meta["states"]:
             role, shape = spec["name"], tuple(spec["shape"])
             for ports, table, names, kind in (
