@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for bench and support
 from support.jack import JackReceiver, jack_env, start_free_server  # noqa: E402
 
 server = start_free_server("cadenza-race", log_dir="/tmp")

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from support.jack import JackServer, jack_env  # noqa: E402
+from support.jack import JackServer, jack_env
 
+REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for bench and support
 
 from cadenza.convert.reference import log_softmax  # noqa: E402
 from cadenza.player import events as ev  # noqa: E402

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import mido
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import jackrig  # noqa: E402
-from timing import default_model  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for bench and support
 
+from bench import jackrig  # noqa: E402
+from bench.timing import default_model  # noqa: E402
 from cadenza.player.clock import RealClock, TempoMap  # noqa: E402
 from cadenza.player.controls import ControlMap, InputRouter  # noqa: E402
 from cadenza.player.daemon import set_realtime  # noqa: E402

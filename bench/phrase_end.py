@@ -2,8 +2,9 @@
 
     python bench/phrase_end.py [--tempo 120] [--phrase-gap 2] [--pedal-hold-bars 4] [--model FILE]
 
-The three cases of tests/test_phrase_end_process.py (held keys, a stuck pedal, a reversed pedal, then
-a second phrase once it is recognised), with the instrument's defaults and the bundled model; and
+The three cases of support/phrase_end.py, as tests/test_phrase_end_process.py plays them (held keys,
+a stuck pedal, a reversed pedal, then a second phrase once it is recognised), with the instrument's
+defaults and the bundled model; and
 `cadenza-play --render` of each case's phrase: its bound in simulated time and how long it took.
 Writes bench/out/phrase_end.json and prints it as one line.
 """
@@ -18,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import jackrig  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for bench and support
 
+from bench import jackrig  # noqa: E402
 from cadenza.player.bundle import default_model_path  # noqa: E402
 from cadenza.player.events import MAX_NOTE_TICKS, TICKS_PER_BEAT  # noqa: E402
-from tests.test_phrase_end_process import CASES, call_response, expected_beats, phrase_file  # noqa: E402
+from support.phrase_end import CASES, call_response, expected_beats, phrase_file  # noqa: E402
 
 RENDER_BEATS = 16
 

@@ -20,9 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import jackrig  # noqa: E402
-from timing import default_model  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for bench and support
+
+from bench import jackrig  # noqa: E402
+from bench.timing import default_model  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

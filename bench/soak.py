@@ -31,9 +31,7 @@ from pathlib import Path
 
 import mido
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for bench and support
 
 from cadenza.player import events as ev  # noqa: E402
 

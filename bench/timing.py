@@ -24,9 +24,9 @@ from pathlib import Path
 
 import mido
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import jackrig  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for bench and support
 
+from bench import jackrig  # noqa: E402
 from cadenza.player import events as ev  # noqa: E402
 from cadenza.player.clock import RealClock, TempoMap  # noqa: E402
 from cadenza.player.daemon import set_realtime  # noqa: E402

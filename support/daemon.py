@@ -5,7 +5,10 @@
         ...
         assert p.stop() == 0
 
-Used by the service and fault tests; bench/hostile.py drives the same class.
+    p = jack_player(bundle, sd, "--output", "synth1")   # the same, from flags (started, watchdog on)
+
+and what a synth heard: sounding_after(...) and notes(...). Used by the service, daemon and fault tests;
+bench/hostile.py drives the same class.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import mido
 
 ROOT = Path(__file__).resolve().parent.parent
 CADENZA_PLAY = Path(sys.executable).parent / "cadenza-play"  # the installed console script
+UNIT = ROOT / "systemd" / "cadenza.service"
 
 
 def write_config(
@@ -63,7 +70,8 @@ def write_config(
 
 
 class NotifySocket:
-    """The service manager's side of sd_notify: an AF_UNIX datagram socket that keeps (t, fields)."""
+    """The service manager's side of sd_notify: an AF_UNIX datagram socket that keeps (t, fields), and
+    every line said in `lines` (read() waits for one)."""
 
     def __init__(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="cadenza-sd-", dir="/tmp")  # sun_path holds 108 bytes only
@@ -72,6 +80,7 @@ class NotifySocket:
         self.sock.bind(self.path)
         self.sock.settimeout(0.1)
         self.messages: list[tuple[float, dict]] = []
+        self.lines: list[str] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notify-socket", daemon=True)
@@ -86,9 +95,11 @@ class NotifySocket:
             except OSError:
                 return
             t = time.monotonic()
-            fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
+            lines = data.decode().split("\n")
+            fields = dict(line.split("=", 1) for line in lines if "=" in line)
             with self._cond:
                 self.messages.append((t, fields))
+                self.lines += lines
                 self._cond.notify_all()
 
     def env(self, watchdog_usec: int | None = None) -> dict:
@@ -110,6 +121,15 @@ class NotifySocket:
         with self._cond:
             ok = self._cond.wait_for(lambda: any(t > after for t in self.times(key, value)), timeout)
             return next(t for t in self.times(key, value) if t > after) if ok else None
+
+    def read(self, until: str | None = None, timeout: float = 10.0) -> list[str]:
+        """The lines said so far, once one starts with `until` or after `timeout` (`until` None: a moment)."""
+        with self._cond:
+            if until is None:
+                self._cond.wait(min(timeout, 0.1))
+            else:
+                self._cond.wait_for(lambda: any(ln.startswith(until) for ln in self.lines), timeout)
+            return list(self.lines)
 
     def close(self) -> None:
         self._stop.set()
@@ -163,6 +183,9 @@ class Player:
     def pid(self) -> int:
         return self.proc.pid
 
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -212,13 +235,58 @@ class Player:
         self.close()
 
 
-def run_player(*args: str, timeout: float = 60.0, env: dict | None = None) -> subprocess.CompletedProcess:
-    """cadenza-play with `args`, to completion (for the exit-code tests)."""
+def jack_player(
+    bundle: str | Path,
+    notify: NotifySocket,
+    *extra: str | Path,
+    mode: str = "solo",
+    tempo: float | None = 240,
+    seed: int | None = 1,
+    input: str = "none",
+    config: Path | None = None,
+    env: dict | None = None,
+) -> Player:
+    """cadenza-play on JACK from flags, started, its watchdog on; tempo/seed None leave them to the config."""
+    args = ["--backend", "jack", "--model", str(bundle), "--mode", mode, "--input", input]
+    for flag, value in (("--tempo", tempo), ("--seed", seed)):
+        if value is not None:
+            args += [flag, str(value)]
+    args += [str(a) for a in extra]
+    player = Player(config, *args, notify=notify, watchdog_usec=400000, env={"WATCHDOG_PID": "", **(env or {})})
+    return player.start()
+
+
+def run_player(*args: object, timeout: float = 60.0, env: dict | None = None) -> subprocess.CompletedProcess:
+    """cadenza-play with `args` (made strings), to completion: its exit code, stdout and stderr as text."""
     e = dict(os.environ)
     e.update(env or {})
     return subprocess.run(
-        [str(CADENZA_PLAY), *args], capture_output=True, text=True, timeout=timeout, env=e, stdin=subprocess.DEVNULL
+        [str(CADENZA_PLAY), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=e,
+        stdin=subprocess.DEVNULL,
     )
+
+
+def one_line_exit_2(r: subprocess.CompletedProcess) -> str:
+    """The one `cadenza-play:` line of a run that exited 2 (asserted: no traceback)."""
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("cadenza-play:")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def unit_keys() -> dict[str, list[str]]:
+    """The service unit's settings: key -> its values, in order (all sections together)."""
+    keys: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "[")) and "=" in line:
+            k, v = line.split("=", 1)
+            keys.setdefault(k, []).append(v)
+    return keys
 
 
 def rss_kb(pid: int) -> int:
@@ -229,10 +297,13 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def sounding_after(events: list[tuple[int, list[int]]]) -> set[tuple[int, int]]:
-    """(channel, note) left on at the receiver: note-ons without a later note-off or CC 123/120."""
+def sounding_after(events: Iterable[mido.Message | tuple[int, Sequence[int]]]) -> set[tuple[int, int]]:
+    """(channel, note) left on at the receiver: note-ons without a later note-off or CC 123/120.
+
+    `events` are mido messages (JackReceiver.messages()) or its raw (time, bytes) events (.events)."""
     on: set[tuple[int, int]] = set()
-    for _, data in events:
+    for e in events:
+        data = e.bytes() if isinstance(e, mido.Message) else e[1]
         if len(data) != 3:
             continue
         status, ch = data[0] & 0xF0, data[0] & 0x0F
@@ -243,6 +314,11 @@ def sounding_after(events: list[tuple[int, list[int]]]) -> set[tuple[int, int]]:
         elif status == 0xB0 and data[1] in (120, 123):
             on = {k for k in on if k[0] != ch}
     return on
+
+
+def notes(msgs: Iterable[mido.Message]) -> list[mido.Message]:
+    """The note-ons (velocity > 0) among mido messages."""
+    return [m for m in msgs if m.type == "note_on" and m.velocity]
 
 
 def wait_sounding(synth, timeout: float = 20.0) -> set:

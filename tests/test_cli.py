@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cadenza.player.__main__ import build_parser, flag_overrides
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def cli(*args, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "cadenza.player", *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        **kw,
-    )
-
-
-def one_line_exit_2(r):
-    assert r.returncode == 2, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("cadenza-play:")]
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
+from support.daemon import one_line_exit_2, run_player
 
 
 def test_flags_become_settings_overrides():
@@ -48,26 +27,26 @@ def test_flags_become_settings_overrides():
 def test_bad_bundle(tmp_path):
     bad = tmp_path / "bad.cadenza"
     bad.write_bytes(b"not a zip")
-    assert "bad.cadenza" in one_line_exit_2(cli("--render", tmp_path / "o.mid", "--model", bad))
-    assert "nothing.cadenza" in one_line_exit_2(cli("--model", tmp_path / "nothing.cadenza", "--input", "none"))
+    assert "bad.cadenza" in one_line_exit_2(run_player("--render", tmp_path / "o.mid", "--model", bad))
+    assert "nothing.cadenza" in one_line_exit_2(run_player("--model", tmp_path / "nothing.cadenza", "--input", "none"))
 
 
 def test_bad_config(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[play]\ntempo = 'fast'\n")
-    assert "play.tempo" in one_line_exit_2(cli("--config", cfg, "--render", tmp_path / "o.mid"))
-    assert "does not exist" in one_line_exit_2(cli("--config", tmp_path / "none.toml"))
-    assert "play.tempo" in one_line_exit_2(cli("--tempo", "1000", "--render", tmp_path / "o.mid"))
+    assert "play.tempo" in one_line_exit_2(run_player("--config", cfg, "--render", tmp_path / "o.mid"))
+    assert "does not exist" in one_line_exit_2(run_player("--config", tmp_path / "none.toml"))
+    assert "play.tempo" in one_line_exit_2(run_player("--tempo", "1000", "--render", tmp_path / "o.mid"))
 
 
 def test_bad_seed_file(tmp_path):
     bad = tmp_path / "p.mid"
     bad.write_bytes(b"MThd garbage")
-    assert "p.mid" in one_line_exit_2(cli("--render", tmp_path / "o.mid", "--seed-file", bad))
+    assert "p.mid" in one_line_exit_2(run_player("--render", tmp_path / "o.mid", "--seed-file", bad))
 
 
 def test_render_only_flags_need_render(tmp_path):
-    assert "--render" in one_line_exit_2(cli("--beats", "4"))
+    assert "--render" in one_line_exit_2(run_player("--beats", "4"))
 
 
 @pytest.mark.jack
@@ -76,10 +55,10 @@ def test_missing_port_lists_what_there_is(jack_server, bundle):
 
     with JackReceiver(None, client="synthA"):
         line = one_line_exit_2(
-            cli("--backend", "jack", "--output", "no-such-synth", "--input", "none", "--model", bundle)
+            run_player("--backend", "jack", "--output", "no-such-synth", "--input", "none", "--model", bundle)
         )
         assert "no-such-synth" in line and "synthA" in line
-        listing = cli("--backend", "jack", "--list-ports")
+        listing = run_player("--backend", "jack", "--list-ports")
         assert listing.returncode == 0 and "synthA" in listing.stdout
 
 
@@ -89,7 +68,7 @@ def test_no_midi_system_renders_an_answer_instead(tmp_path):
     import mido
 
     out = tmp_path / "answer.mid"
-    r = cli("--backend", "alsa", "--or-render", out, "--seed", "2", "--tempo", "120")
+    r = run_player("--backend", "alsa", "--or-render", out, "--seed", "2", "--tempo", "120")
     assert r.returncode == 0, r.stderr
     said = [ln for ln in r.stderr.splitlines() if ln.startswith("cadenza-play:")]
     assert said[0].startswith("cadenza-play: no MIDI system") and "answer.mid" in said[0]

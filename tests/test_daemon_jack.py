@@ -2,86 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import mido
 import pytest
 
+from support.daemon import NotifySocket, jack_player, notes, sounding_after
 from support.jack import JackReceiver
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.jack
 
 
-class Notify:
-    """A systemd notify socket: collects what the daemon says."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.1)
-        self.lines: list[str] = []
-
-    def read(self, until: str | None = None, timeout: float = 10.0) -> list[str]:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                self.lines += self.sock.recv(4096).decode().split("\n")
-            except socket.timeout:
-                pass
-            if until is None or any(ln.startswith(until) for ln in self.lines):
-                break
-        return self.lines
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def start(bundle, notify: Notify, *extra, mode="solo", tempo=240, seed=1, input="none", env=None):
-    """`python -m player` on JACK with the tiny bundle; tempo/seed None leave them to the config."""
-    e = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="400000", WATCHDOG_PID="", **(env or {}))
-    args = ["--mode", mode, "--input", input]
-    for flag, value in (("--tempo", tempo), ("--seed", seed)):
-        if value is not None:
-            args += [flag, str(value)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "cadenza.player", "--backend", "jack", "--model", str(bundle), *args, *extra],
-        cwd=REPO,
-        env=e,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def sounding_after(msgs: list[mido.Message]) -> set:
-    on = set()
-    for m in msgs:
-        if m.type == "note_on" and m.velocity:
-            on.add((m.channel, m.note))
-        elif m.type in ("note_on", "note_off"):
-            on.discard((m.channel, m.note))
-        elif m.type == "control_change" and m.control == 123:
-            on = {(c, n) for c, n in on if c != m.channel}
-    return on
-
-
-def notes(msgs):
-    return [m for m in msgs if m.type == "note_on" and m.velocity]
-
-
 def test_ready_watchdog_sigterm_leaves_nothing_sounding(jack_server, bundle, tmp_path):
-    ns = Notify(tmp_path / "notify")
+    ns = NotifySocket()
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"[midi]\nchannel = 3\nprogram = 19\n[record]\nenabled = true\ndirectory = '{tmp_path}'\n")
     with JackReceiver(None, client="synth1") as rx:
-        proc = start(bundle, ns, "--output", "synth1", "--config", cfg)
+        proc = jack_player(bundle, ns, "--output", "synth1", config=cfg)
         try:
             lines = ns.read(until="READY=1")
             assert "READY=1" in lines
@@ -91,9 +29,9 @@ def test_ready_watchdog_sigterm_leaves_nothing_sounding(jack_server, bundle, tmp
                 time.sleep(0.05)
             assert len(notes(rx.messages())) >= 10
             assert "WATCHDOG=1" in ns.read(until="WATCHDOG=1")
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=10)
-            assert proc.returncode == 0, err
+            code = proc.stop(signal.SIGTERM, timeout=10)
+            err = proc.log()
+            assert code == 0, err
             assert "STOPPING=1" in ns.read(until="STOPPING=1", timeout=1)
             rx.settle()  # the stop's last messages, however late this process's client runs
             msgs = rx.messages()
@@ -108,15 +46,14 @@ def test_ready_watchdog_sigterm_leaves_nothing_sounding(jack_server, bundle, tmp
             out_track = mido.MidiFile(recorded[0]).tracks[1]
             assert sum(1 for m in out_track if m.type == "note_on" and m.velocity) >= 10
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            proc.close()
             ns.close()
 
 
 def test_synth_vanishes_and_returns(jack_server, bundle, tmp_path):
-    ns = Notify(tmp_path / "notify")
+    ns = NotifySocket()
     rx = JackReceiver(None, client="synth2")
-    proc = start(bundle, ns, "--output", "synth2", "--duration", "20")
+    proc = jack_player(bundle, ns, "--output", "synth2", "--duration", "20")
     try:
         ns.read(until="READY=1")
         deadline = time.monotonic() + 10
@@ -133,14 +70,11 @@ def test_synth_vanishes_and_returns(jack_server, bundle, tmp_path):
         assert len(notes(msgs)) >= 5, "no notes after the synth came back"
         first_note = msgs.index(notes(msgs)[0])
         assert any(m.type == "control_change" and m.control == 123 for m in msgs[:first_note])  # silenced first
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=10)
-        assert proc.returncode == 0
+        assert proc.stop(signal.SIGINT, timeout=10) == 0
         rx.settle()  # the stop's last messages, however late this process's client runs
         assert sounding_after(rx.messages()) == set()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        proc.close()
         rx.close()
         ns.close()
 
@@ -148,9 +82,9 @@ def test_synth_vanishes_and_returns(jack_server, bundle, tmp_path):
 def test_sighup_reload_and_a_broken_config_keeps_playing(jack_server, bundle, tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[play]\ntemperature = 0.5\n")
-    ns = Notify(tmp_path / "notify")
+    ns = NotifySocket()
     with JackReceiver(None, client="synth3") as rx:
-        proc = start(bundle, ns, "--config", str(cfg), "--output", "synth3", "--duration", "20", tempo=None, seed=None)
+        proc = jack_player(bundle, ns, "--output", "synth3", "--duration", "20", tempo=None, seed=None, config=cfg)
         try:
             assert any("temperature 0.50" in ln for ln in ns.read(until="READY=1"))
             cfg.write_text("[play]\ntemperature = 1.5\n")
@@ -166,23 +100,20 @@ def test_sighup_reload_and_a_broken_config_keeps_playing(jack_server, bundle, tm
             while len(notes(rx.messages())) <= n and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert len(notes(rx.messages())) > n  # still playing
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=10)
-            assert proc.returncode == 0
-            errors = [ln for ln in err.splitlines() if "reload failed" in ln]
+            assert proc.stop(signal.SIGTERM, timeout=10) == 0
+            errors = [ln for ln in proc.log().splitlines() if "reload failed" in ln]
             assert len(errors) == 1 and "play.temperature" in errors[0]
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            proc.close()
             ns.close()
 
 
 def test_keyboard_phrase_is_answered_through_the_process(jack_server, bundle, tmp_path):
     from support.jack import JackSender
 
-    ns = Notify(tmp_path / "notify")
+    ns = NotifySocket()
     with JackReceiver(None, client="synth4") as rx:
-        proc = start(
+        proc = jack_player(
             bundle,
             ns,
             "--output",
@@ -217,19 +148,16 @@ def test_keyboard_phrase_is_answered_through_the_process(jack_server, bundle, tm
                 assert first_t - t_end > 0.2
                 time.sleep(1.5)  # one bar at 240 BPM is 1 s: the answer is over, everything released
                 assert sounding_after(rx.messages()) == set()
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=10)
-            assert proc.returncode == 0
+            assert proc.stop(signal.SIGTERM, timeout=10) == 0
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            proc.close()
             ns.close()
 
 
 def test_as_a_service_it_waits_for_a_synth_switched_on_later(jack_server, bundle, tmp_path):
     """Under systemd (INVOCATION_ID set) a synth that is not there yet is waited for, then played to."""
-    ns = Notify(tmp_path / "notify")
-    proc = start(bundle, ns, "--output", "latesynth", "--duration", "20", env={"INVOCATION_ID": "0" * 32})
+    ns = NotifySocket()
+    proc = jack_player(bundle, ns, "--output", "latesynth", "--duration", "20", env={"INVOCATION_ID": "0" * 32})
     try:
         assert any(ln == "READY=1" for ln in ns.read(until="READY=1"))  # up, with its model, waiting
         time.sleep(1.0)
@@ -243,8 +171,8 @@ def test_as_a_service_it_waits_for_a_synth_switched_on_later(jack_server, bundle
         first = got[0]
         assert first.type == "control_change" and first.control == 123  # silence before the first note
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
+        code = proc.stop(signal.SIGTERM, timeout=10)
+        err = proc.log()
         ns.close()
-    assert proc.returncode == 0 and "Traceback" not in err
+    assert code == 0 and "Traceback" not in err
     assert "waiting" in err and "latesynth" in err

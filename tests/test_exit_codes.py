@@ -49,21 +49,21 @@ def faulty(exc: str, at: float, *args, timeout: float = 60.0) -> subprocess.Comp
 
 
 def test_a_fault_is_not_exit_2_and_systemd_restarts_it():
-    from tests.test_systemd_unit import _keys
+    from support.daemon import unit_keys
 
-    keys = _keys()
+    keys = unit_keys()
     assert EXIT_FAULT != 2 and keys["Restart"] == ["on-failure"]
     assert str(EXIT_FAULT) not in " ".join(keys["RestartPreventExitStatus"]).split()
 
 
 def test_start_up_errors_exit_2(tmp_path):
     """A file named on the command line that cannot be written is the user's to fix: 2, one line."""
-    from tests.test_cli import cli, one_line_exit_2
+    from support.daemon import one_line_exit_2, run_player
 
     phrase = tmp_path / "p.mid"
     mido.MidiFile().save(phrase)  # a readable file with no notes
-    assert "no notes" in one_line_exit_2(cli("--render", tmp_path / "o.mid", "--seed-file", phrase))
-    assert "o.mid" in one_line_exit_2(cli("--render", tmp_path / "no-such-dir" / "o.mid", "--beats", "1"))
+    assert "no notes" in one_line_exit_2(run_player("--render", tmp_path / "o.mid", "--seed-file", phrase))
+    assert "o.mid" in one_line_exit_2(run_player("--render", tmp_path / "no-such-dir" / "o.mid", "--beats", "1"))
 
 
 @pytest.mark.parametrize("exc", ["ValueError", "OSError"])
@@ -76,8 +76,8 @@ def test_a_fault_while_rendering_exits_1(bundle, tmp_path, exc):
 @pytest.mark.jack
 @pytest.mark.parametrize("exc", ["ValueError", "OSError"])
 def test_a_fault_while_playing_silences_logs_and_exits_1(jack_server, bundle, tmp_path, exc):
+    from support.daemon import notes, sounding_after
     from support.jack import JackReceiver
-    from tests.test_daemon_jack import notes, sounding_after
 
     client = f"fault{exc[:2].lower()}"
     with JackReceiver(None, client=client) as rx:

@@ -8,20 +8,20 @@ import time
 import mido
 import pytest
 
+from support.daemon import NotifySocket, jack_player, notes
 from support.jack import JackReceiver, JackSender
-from tests.test_daemon_jack import Notify, notes, start
 
 pytestmark = pytest.mark.jack
 
 
-def statuses(ns: Notify) -> list[str]:
+def statuses(ns: NotifySocket) -> list[str]:
     return [ln[len("STATUS=") :] for ln in ns.lines if ln.startswith("STATUS=")]
 
 
 def test_no_keyboard_plays_solo_and_a_keyboard_plugged_in_later_gets_call_response(jack_server, bundle, tmp_path):
-    ns = Notify(tmp_path / "notify")
+    ns = NotifySocket()
     with JackReceiver(None, client="autosynth") as rx:
-        proc = start(
+        proc = jack_player(
             bundle,
             ns,
             "--output",
@@ -61,11 +61,10 @@ def test_no_keyboard_plays_solo_and_a_keyboard_plugged_in_later_gets_call_respon
                 while len(notes(rx.messages())) == before and time.monotonic() < deadline:
                     time.sleep(0.02)
                 assert len(notes(rx.messages())) > before, "no answer to the phrase"
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=10)
-            assert proc.returncode == 0 and "Traceback" not in err
+            code = proc.stop(signal.SIGTERM, timeout=10)
+            err = proc.log()
+            assert code == 0 and "Traceback" not in err
             assert "no keyboard connected: playing solo" in err and "autokeys" in err
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            proc.close()
             ns.close()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import mido
 import numpy as np
 import pytest
@@ -14,10 +11,8 @@ from cadenza.player import keys
 from cadenza.player.config import ConfigError, Settings, override
 from cadenza.player.sampling import Sampler
 from support.fakes import ScriptModel
+from support.keyphrases import phrase_notes
 from support.rig import SPT, rig
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from steering import phrase_notes  # noqa: E402
 
 
 def as_events(notes, t0=0):

@@ -95,13 +95,8 @@ def test_long_rest_starts_a_new_piece():
 
 
 def test_key_estimate_of_scale_and_cadence_phrases():
-    import sys
-    from pathlib import Path
-
     from cadenza.player import keys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    from steering import phrase_notes
+    from support.keyphrases import phrase_notes
 
     for mode in ("major", "minor"):
         for tonic in range(12):

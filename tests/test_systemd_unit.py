@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from support.daemon import UNIT, unit_keys
+
 REPO = Path(__file__).resolve().parent.parent
-UNIT = REPO / "systemd" / "cadenza.service"
 
 needs_systemd = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None and not os.environ.get("CI"),
@@ -30,18 +31,8 @@ def _unit_with_real_command(tmp_path: Path) -> Path:
     return out
 
 
-def _keys() -> dict[str, list[str]]:
-    keys: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", "[")) and "=" in line:
-            k, v = line.split("=", 1)
-            keys.setdefault(k, []).append(v)
-    return keys
-
-
 def test_unit_declares_the_service_contract():
-    k = _keys()
+    k = unit_keys()
     assert k["Type"] == ["notify"]
     assert k["Restart"] == ["on-failure"]
     assert k["RestartPreventExitStatus"] == ["2"]  # bad config/model/port: no restart loop
