@@ -71,14 +71,22 @@ def test_rollback_restores_state_and_drops_unsent_messages():
     eng = Engine(model, Sampler(1.0, 0.9, seed=2))
     eng.start(0)
     eng.play(0)
+    saved = []  # before each token generated: the cursor, the model's state and the next token's logits
     while eng.cursor < 40:
+        saved.append((eng.cursor, [np.array(a, copy=True) for a in model.get_state()], np.array(eng.logits)))
         eng.generate()
     n_planned = [tm for tm in eng.planned if tm.tick <= 10]
     eng.rollback(10)
     assert eng.cursor <= 10
     assert all(tm.tick <= 10 for tm in eng.planned)
     assert list(eng.planned) == n_planned
-    # the state is the one the model had at that point: replaying gives a fresh continuation
+    # the state is the one the model had at that point (the last token generated from at most tick 10)
+    cursor, state, logits = [s for s in saved if s[0] <= 10][-1]
+    assert eng.cursor == cursor
+    restored = model.get_state()
+    assert len(restored) == len(state) and all(np.array_equal(a, b) for a, b in zip(restored, state))
+    np.testing.assert_array_equal(eng.logits, logits)
+    assert not np.array_equal(restored[0], saved[-1][1][0])  # (and not the one it had at tick 40)
     assert eng.playing
 
 

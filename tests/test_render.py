@@ -43,7 +43,9 @@ def test_answer_only_or_with_the_phrase(tmp_path):
     assert answer[0].tick == 0 and answer[0].message.type == "note_on"  # no leading silence
     assert max(tm.tick for tm in answer) <= 8 * 24
     both = r.messages(include_seed=True)
-    assert [tm.message.note for tm in both[:2]] == [60, 60] or both[0].message.note == 60
+    first = both[0]  # the phrase comes first: its first note, on at tick 0, then off
+    assert (first.tick, first.message.type, first.message.note) == (0, "note_on", 60)
+    assert [(tm.message.type, tm.message.note) for tm in both[:2]] == [("note_on", 60), ("note_off", 60)]
     assert len(both) == len(answer) + 18
 
 
