@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import mido
 
 from cadenza.player import events as ev
 from cadenza.player.render import render
+from support.daemon import run_player
 from support.fakes import BigramModel
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def phrase_file(path: Path) -> Path:
@@ -49,18 +46,12 @@ def test_answer_only_or_with_the_phrase(tmp_path):
     assert len(both) == len(answer) + 18
 
 
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "cadenza.player", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-
-
 def test_cli_render_is_reproducible_and_opens_no_ports(bundle, tmp_path):
     seed = phrase_file(tmp_path / "p.mid")
     outs = []
     for name, s in (("a", 3), ("b", 3), ("c", 4)):
         out = tmp_path / f"{name}.mid"
-        r = cli(
+        r = run_player(
             "--render",
             out,
             "--model",
@@ -73,12 +64,14 @@ def test_cli_render_is_reproducible_and_opens_no_ports(bundle, tmp_path):
             16,
             "--backend",
             "no.such.backend",
+            timeout=120,
         )  # never opened
         assert r.returncode == 0, r.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] and outs[0] != outs[2]
     out = tmp_path / "with.mid"
-    assert cli("--render", out, "--model", bundle, "--seed", 3, "--seed-file", seed, "--include-seed").returncode == 0
+    r = run_player("--render", out, "--model", bundle, "--seed", 3, "--seed-file", seed, "--include-seed", timeout=120)
+    assert r.returncode == 0
     both = mido.MidiFile(out)
     notes = notes_of(both)
     assert [n.pitch for n in notes[:9]] == [60, 62, 64, 65, 67, 65, 64, 62, 60]
@@ -86,5 +79,5 @@ def test_cli_render_is_reproducible_and_opens_no_ports(bundle, tmp_path):
     answer_only = mido.MidiFile(tmp_path / "a.mid")
     assert sum(m.type == "note_on" for m in both.tracks[1]) == sum(m.type == "note_on" for m in answer_only.tracks[0])
     solo = tmp_path / "solo.mid"
-    assert cli("--render", solo, "--model", bundle, "--seed", 1, "--beats", 8).returncode == 0
+    assert run_player("--render", solo, "--model", bundle, "--seed", 1, "--beats", 8, timeout=120).returncode == 0
     assert max(n.end for n in notes_of(mido.MidiFile(solo))) <= 8 * 24
