@@ -24,13 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 
 from bench import jackrig  # noqa: E402
 from bench.timing import default_model  # noqa: E402
-from cadenza.player.clock import RealClock, TempoMap  # noqa: E402
-from cadenza.player.controls import ControlMap, InputRouter  # noqa: E402
+from cadenza.player.assemble import build_player, plain_settings  # noqa: E402
+from cadenza.player.clock import RealClock  # noqa: E402
 from cadenza.player.daemon import set_realtime  # noqa: E402
-from cadenza.player.engine import Engine  # noqa: E402
-from cadenza.player.sampling import Sampler  # noqa: E402
-from cadenza.player.scheduler import PortInbox, Scheduler  # noqa: E402
-from cadenza.player.steering import Conductor  # noqa: E402
+from cadenza.player.scheduler import PortInbox  # noqa: E402
 from support.jack import JackSender  # noqa: E402
 
 
@@ -56,20 +53,24 @@ def main(argv=None) -> int:
         inp = InputPort("virtual", backend, "cadenza")
         keys = JackSender(inp.name, client="keys")
         clock = RealClock()
-        eng = Engine(model, Sampler(1.0, 0.95, seed=1))
-        cond = Conductor(eng, mode="call-response", phrase_gap=args.gap, answer_bars=1)
-        tb = TempoMap(args.tempo, clock.now())
-        sch = Scheduler(cond, clock, tb, PortInbox(clock, inp), out)
-        cond.align = lambda f, i: (setattr(tb, "t0", tb.time_of(f)), setattr(tb, "tick0", float(i)))
-        router = InputRouter(sch, ControlMap())
+        settings = plain_settings(
+            mode="call-response",
+            tempo=args.tempo,
+            temperature=1.0,
+            top_p=0.95,
+            seed=1,
+            phrase_gap=args.gap,
+            answer_bars=1,
+        )
         offs: list[float] = []  # input-callback stamps of each phrase's last note-off
 
-        def handle(t, msg, tick):
+        def heard(t, msg):
             if msg.type == "note_off" or (msg.type == "note_on" and msg.velocity == 0):
                 offs.append(t)
-            router(t, msg, tick)
 
-        sch.handle = handle
+        sch = build_player(
+            settings, model, clock=clock, inbox=PortInbox(clock, inp), sink=out, align=True, on_input=heard
+        ).scheduler
         duration = args.phrases * per_phrase + 2
         with jackrig.receiver(out.name, duration, name) as recv_path, jackrig.busy_core(args.busy):
             rt = [False]

@@ -137,18 +137,15 @@ def simulate(
     progress=None,
 ) -> SoakResult:
     """`hours` simulated hours of duet on a SimClock; RSS counted from `warmup_s` on."""
-    from cadenza.player.clock import SimClock, TempoMap
-    from cadenza.player.controls import ControlMap, InputRouter
-    from cadenza.player.engine import Engine
-    from cadenza.player.sampling import Sampler
-    from cadenza.player.scheduler import Scheduler, ScriptedInbox
-    from cadenza.player.steering import Conductor
+    from cadenza.player.assemble import build_player, plain_settings
+    from cadenza.player.clock import SimClock
+    from cadenza.player.scheduler import ScriptedInbox
 
     t0 = 1000.0
     clock = SimClock(t0)
-    tb = TempoMap(TEMPO, t0)
-    engine = Engine(model, Sampler(1.0, 0.95, seed))
-    cond = Conductor(engine, mode="duet", phrase_gap=2.0, answer_bars=4)
+    settings = plain_settings(
+        mode="duet", tempo=TEMPO, temperature=1.0, top_p=0.95, seed=seed, phrase_gap=2.0, answer_bars=4
+    )
     keys = []
     n_phrases = int(hours * 3600 // phrase_every_s)
     for k in range(n_phrases):
@@ -157,8 +154,8 @@ def simulate(
     sink = CheckingSink(clock, t0)
     # idle: the daemon's longest sleep (50 ms). Larger is faster on a SimClock but not the same
     # loop: the keyboard's last tick reaches the model only at the next pass (see max_late_s).
-    sch = Scheduler(cond, clock, tb, inbox, sink, on_sent=sink.on_sent, idle=idle)
-    sch.handle = InputRouter(sch, ControlMap())
+    player = build_player(settings, model, clock=clock, inbox=inbox, sink=sink, on_sent=sink.on_sent, idle=idle)
+    sch, engine = player.scheduler, player.engine
     end = t0 + hours * 3600
     wall, cpu = time.perf_counter(), time.process_time()
     sch.begin()

@@ -6,10 +6,11 @@
     python bench/timing.py --notes 2000 --bare           # baseline: a bare sleep-until loop, no engine
     python bench/timing.py --notes 2000 --cpu-dma-latency 0   # CPUs kept out of deep idle (PM QoS)
 
-The player's real scheduler (RealClock, TempoMap, Engine, Scheduler, SCHED_FIFO when
-allowed) sends to a virtual JACK output (player.ports.OutputPort) on a private JACK
-server (dummy driver, 16-frame period); bench/receiver.py, another process,
-stamps arrivals with time.monotonic_ns(). Error = arrival - the note's grid time.
+The player's real scheduler (RealClock, TempoMap, Engine, Scheduler, built by
+player.assemble.build_player; SCHED_FIFO when allowed) sends to a virtual JACK
+output (player.ports.OutputPort) on a private JACK server (dummy driver, 16-frame
+period); bench/receiver.py, another process, stamps arrivals with
+time.monotonic_ns(). Error = arrival - the note's grid time.
 The step model is the real one (--model, default: the tiny converted test bundle)
 for the inference cost, but the notes it plays come from a script (a note every
 --every ticks) so the run is dense and every note is on the grid.
@@ -28,12 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 
 from bench import jackrig  # noqa: E402
 from cadenza.player import events as ev  # noqa: E402
-from cadenza.player.clock import RealClock, TempoMap  # noqa: E402
+from cadenza.player.assemble import build_player, plain_settings  # noqa: E402
+from cadenza.player.clock import RealClock  # noqa: E402
 from cadenza.player.daemon import set_realtime  # noqa: E402
-from cadenza.player.engine import Engine  # noqa: E402
-from cadenza.player.sampling import Sampler  # noqa: E402
-from cadenza.player.scheduler import NoInbox, Scheduler  # noqa: E402
-from cadenza.player.steering import Conductor  # noqa: E402
+from cadenza.player.scheduler import NoInbox  # noqa: E402
 from support.fakes import ScriptModel  # noqa: E402
 
 
@@ -88,19 +87,18 @@ class StampedSink:
 
 def run_scheduler(out, model, notes: int, tempo: float, every: int, spin: float):
     clock = RealClock(spin)
-    eng = Engine(CostedScript(model, arpeggio(every)), Sampler(0.0, 1.0, 0))
-    cond = Conductor(eng, mode="solo")
-    tb = TempoMap(tempo, clock.now() + 0.3)
+    settings = plain_settings(mode="solo", tempo=tempo, temperature=0.0, top_p=1.0, seed=0)
     sent = []
     sink = StampedSink(out)
-    sch = Scheduler(
-        cond,
-        clock,
-        tb,
-        NoInbox(clock),
-        sink,
+    sch = build_player(
+        settings,
+        CostedScript(model, arpeggio(every)),
+        clock=clock,
+        inbox=NoInbox(clock),
+        sink=sink,
+        t0=clock.now() + 0.3,  # time to settle before the first note
         on_sent=lambda tm, d: sent.append((d, tm.message.bytes(), sink.called[-1])),
-    )
+    ).scheduler
     duration = notes * every * 60.0 / (tempo * 24) + 0.5
     sch.begin()
     sch.run(until=clock.now() + duration)

@@ -5,9 +5,9 @@ deadlines, never accumulated sleeps). RealClock is the wall of the live daemon;
 SimClock jumps straight to each deadline, so tests and `--render` run the very
 same loop faster than real time.
 
-A time base maps model ticks (24 per beat) to clock seconds. TempoMap is the
-internal one: tick time = anchor + (tick - anchor_tick) * 60 / (bpm * 24), and a
-tempo change re-anchors at the present so nothing already heard moves.
+A time base (interfaces.TimeBase) maps model ticks (24 per beat) to clock seconds.
+TempoMap is the internal one: tick time = anchor + (tick - anchor_tick) * 60 / (bpm * 24),
+and a tempo change re-anchors at the present so nothing already heard moves.
 (midiclock.ClockFollower is the external one.)
 """
 
@@ -45,6 +45,8 @@ class RealClock:
 
 class SimClock:
     """Simulated seconds: sleeping moves time to the deadline at once."""
+
+    spin = 0.0  # (nothing to spin for: a deadline is met exactly)
 
     def __init__(self, start: float = 0.0) -> None:
         self.t = float(start)
@@ -91,3 +93,9 @@ class TempoMap:
         self.t0 = now
         self.bpm = clamp_bpm(bpm)
         self.spt = 60.0 / (self.bpm * TICKS_PER_BEAT)
+
+    def align(self, tick_float: float, tick: int) -> None:
+        """Make integer `tick` fall at the moment of `tick_float` (the tempo kept): an answer whose gap
+        ends between two ticks starts at the very end of the gap, not at the next grid tick."""
+        t = self.time_of(tick_float)
+        self.t0, self.tick0 = t, float(tick)

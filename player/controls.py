@@ -24,6 +24,7 @@ import mido
 from .config import MODES
 from .events import CC_SUSTAIN, SWITCH_ON
 from .logutil import Throttle
+from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 QUIET = Throttle(log)  # a CC storm must not write a line per message
@@ -89,24 +90,35 @@ class ControlMap:
 
 
 class InputRouter:
-    """Takes (t, msg, tick) from the scheduler: thru, controls, the conductor."""
+    """Takes (t, msg, tick) from the scheduler (interfaces.InputHandler): thru, controls, the conductor.
+
+    on_input(t, msg) hears every message first, before the channel filter (the daemon's recorder);
+    on_change(setting, value) after a control changed a setting (the daemon's status line)."""
 
     def __init__(
         self,
-        scheduler,
+        scheduler: Scheduler,
         controls: ControlMap,
         *,
         thru: bool = False,
         input_channel: int | None = None,
         on_change: Callable[[str, object], None] | None = None,
+        on_input: Callable[[float, mido.Message], None] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.controls = controls
         self.thru = thru
         self.input_channel = input_channel  # 0..15, None: every channel
         self.on_change = on_change
+        self.on_input = on_input
+
+    def set_controls(self, controls: ControlMap) -> None:
+        """A new CC map (a reload)."""
+        self.controls = controls
 
     def __call__(self, t: float, msg: mido.Message, tick: float) -> None:
+        if self.on_input is not None:
+            self.on_input(t, msg)
         sch = self.scheduler
         channel = getattr(msg, "channel", None)
         if channel is not None and self.input_channel is not None and channel != self.input_channel:

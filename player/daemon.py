@@ -20,17 +20,22 @@ import os
 import signal
 import struct
 import time
+from typing import TYPE_CHECKING
 
 import mido
 
 from . import notify
-from .clock import RealClock, TempoMap
-from .controls import ControlMap, InputRouter
-from .engine import Engine
-from .midiclock import ClockFollower
-from .sampling import Sampler
+from .assemble import Player, build_player
+from .clock import RealClock
+from .controls import ControlMap
+from .interfaces import Clock, StepModel
 from .scheduler import PortInbox, Scheduler
-from .steering import Conductor
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .ports import InputPort, OutputPort
+    from .recorder import SessionRecorder
+    from .runtime import StepModel as TfLiteStepModel
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +45,13 @@ RT_PRIORITY = 20  # SCHED_FIFO, below JACK's own threads (70+) so audio still wi
 EXIT_FAULT = 1
 
 
-def model_path(settings) -> str:
+def model_path(settings: Settings) -> str:
     from .bundle import default_model_path
 
     return settings.model or str(default_model_path())
 
 
-def open_model(settings):
+def open_model(settings: Settings) -> TfLiteStepModel:
     from .runtime import open_model as _open
 
     path = model_path(settings)
@@ -104,7 +109,11 @@ def under_systemd() -> bool:
 
 
 def render_file(
-    settings, out_path: str, seed_file: str | None = None, beats: float | None = None, include_seed: bool = False
+    settings: Settings,
+    out_path: str,
+    seed_file: str | None = None,
+    beats: float | None = None,
+    include_seed: bool = False,
 ) -> int:
     """--render: the engine on a simulated clock, no ports; writes a MIDI file."""
     from .events import MidiFileError, read_midi
@@ -149,11 +158,11 @@ def render_file(
 class Daemon:
     def __init__(
         self,
-        settings,
+        settings: Settings,
         config_path: str | None = None,
         overrides: dict | None = None,
         duration: float | None = None,
-        clock=None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.config_path = config_path
@@ -163,14 +172,16 @@ class Daemon:
         self._reload = False
         self._last_watchdog = -math.inf
         self._watchdog_every = notify.watchdog_interval()
-        self.out = self.inp = self.recorder = None
-        self.scheduler: Scheduler | None = None
+        self.out: OutputPort | None = None
+        self.inp: InputPort | None = None
+        self.recorder: SessionRecorder | None = None
+        self.player: Player | None = None  # built by run() once the ports are open
         self._keyboard = self._solo_for_keyboard = False  # a keyboard just found; solo until one is
         self._pm_qos: int | None = None  # the open /dev/cpu_dma_latency request, if any
 
     # -- wiring ---------------------------------------------------------------
 
-    def _open_ports(self):
+    def _open_ports(self) -> tuple[OutputPort, InputPort]:
         from .ports import InputPort, OutputPort, open_backend
 
         m = self.settings.midi
@@ -178,68 +189,43 @@ class Daemon:
         # As a service, a synth or keyboard switched on after boot is waited for (and played to when it
         # appears); from a terminal, a name that matches nothing is a one-line error right away.
         wait = under_systemd()
-        self.out = OutputPort(m.output, backend, m.client_name, wait=wait)
-        log.info("MIDI output: %s", self.out.name)
-        self.inp = InputPort(m.input, backend, m.client_name, wait=wait)
-        self.inp.on_reconnect = self._keyboard_found
-        if self.inp.enabled:
-            log.info("MIDI input: %s", self.inp.name)
+        self.out = out = OutputPort(m.output, backend, m.client_name, wait=wait)
+        log.info("MIDI output: %s", out.name)
+        self.inp = inp = InputPort(m.input, backend, m.client_name, wait=wait)
+        inp.on_reconnect = self._keyboard_found
+        if inp.enabled:
+            log.info("MIDI input: %s", inp.name)
+        return out, inp
 
-    def _build(self, model) -> Scheduler:
-        s = self.settings
-        play = s.play
-        clock = self.clock
-        if s.clock.source == "external":
-            timebase = ClockFollower(play.tempo)
-        else:
-            timebase = TempoMap(play.tempo, clock.now())
-        engine = Engine(model, Sampler(play.temperature, play.top_p, play.seed), channel=s.midi.channel - 1)
-        align = None if timebase.external else self._align
-        cond = Conductor(
-            engine,
-            mode=play.mode,
-            phrase_gap=play.phrase_gap,
-            answer_bars=play.answer_bars,
-            beats_per_bar=play.beats_per_bar,
-            sustain_ends_phrase=s.controls.sustain_ends_phrase,
-            align=align,
-            key=play.key,
-            key_strength=play.key_strength,
-            pedal_hold_bars=play.pedal_hold_bars,
-        )
-        sch = Scheduler(
-            cond,
-            clock,
-            timebase,
-            PortInbox(clock, self.inp),
-            _Sink(self),
-            velocity_scale=play.velocity_scale,
-            send_clock=s.clock.send and not timebase.external,
+    def _build(self, model: StepModel, out: OutputPort, inp: InputPort) -> Player:
+        recorder = self.recorder
+        return build_player(
+            self.settings,
+            model,
+            clock=self.clock,
+            inbox=PortInbox(self.clock, inp),
+            sink=_Sink(out, recorder),
+            align=True,
             on_alive=self._alive,
+            on_change=self._changed,
+            on_input=None if recorder is None else lambda t, msg: recorder.record("in", t, msg),
         )
-        sch.handle = _Recorded(
-            self,
-            InputRouter(
-                sch,
-                ControlMap.from_settings(s.controls),
-                thru=s.midi.thru,
-                input_channel=s.midi.input_channel - 1 if s.midi.input_channel else None,
-                on_change=lambda *_: self._status(),
-            ),
-        )
-        return sch
 
-    def _align(self, tick_float: float, tick: int) -> None:
-        tb = self.scheduler.timebase
-        t = tb.time_of(tick_float)
-        tb.t0, tb.tick0 = t, float(tick)
+    def _changed(self, setting: str, value: object) -> None:
+        self._status()  # a control changed a setting
 
-    def _status(self) -> None:
-        sch = self.scheduler
-        text = f"{sch.conductor.mode}, {sch.timebase.bpm:.0f} BPM, temperature {sch.engine.sampler.temperature:.2f}"
-        if sch.timebase.external:
+    def _parts(self) -> tuple[Player, InputPort]:
+        """The player and the keyboard's port (for what runs once run() has built them)."""
+        assert self.player is not None and self.inp is not None
+        return self.player, self.inp
+
+    def _status(self) -> str:
+        player, _ = self._parts()
+        cond, tb = player.conductor, player.timebase
+        text = f"{cond.mode}, {tb.bpm:.0f} BPM, temperature {player.sampler.temperature:.2f}"
+        if tb.external:
             text += " (external clock)"
-        text += f", {sch.conductor.describe_key()}"
+        text += f", {cond.describe_key()}"
         notify.status(text)
         return text
 
@@ -247,8 +233,8 @@ class Daemon:
 
     def _on_stop(self, signum, frame) -> None:
         log.info("%s: stopping", signal.Signals(signum).name)
-        if self.scheduler is not None:
-            self.scheduler.stop()
+        if self.player is not None:
+            self.player.scheduler.stop()
 
     def _on_hup(self, signum, frame) -> None:
         self._reload = True
@@ -258,10 +244,11 @@ class Daemon:
 
     def _solo_until_keyboard(self) -> None:
         """Call-response with no keyboard connected has nothing to answer: it plays solo until one is."""
-        cond = self.scheduler.conductor
-        self._solo_for_keyboard = cond.mode == "call-response" and not (self.inp.enabled and self.inp.connected)
+        player, inp = self._parts()
+        cond = player.conductor
+        self._solo_for_keyboard = cond.mode == "call-response" and not (inp.enabled and inp.connected)
         if self._solo_for_keyboard:
-            cond.mode = "solo"
+            cond.reconfigure(mode="solo")
             log.info("no keyboard connected: playing solo; call-response once one is")
 
     def _alive(self, now: float) -> None:
@@ -273,11 +260,10 @@ class Daemon:
             self._keyboard = False
             if self._solo_for_keyboard:
                 self._solo_for_keyboard = False
-                sch = self.scheduler
-                log.info("keyboard %s connected: call-response", self.inp.name)
-                if sch.conductor.set_mode(
-                    "call-response", sch.timebase.tick_at(now) if sch.timebase.running else sch.engine.cursor
-                ):
+                player, inp = self._parts()
+                sch, tb = player.scheduler, player.timebase
+                log.info("keyboard %s connected: call-response", inp.name)
+                if player.conductor.set_mode("call-response", tb.tick_at(now) if tb.running else player.engine.cursor):
                     sch.silence()
                 self._status()
         if self._reload:
@@ -298,28 +284,32 @@ class Daemon:
             self._status()
             return
         old, self.settings = self.settings, new
-        sch = self.scheduler
+        player, _ = self._parts()
+        sch, tb, eng, cond = player.scheduler, player.timebase, player.engine, player.conductor
         now = self.clock.now()
-        tick = sch.timebase.tick_at(now) if sch.timebase.running else sch.engine.cursor
+        tick = tb.tick_at(now) if tb.running else eng.cursor
         if old.midi != new.midi or old.clock != new.clock:
             log.warning("MIDI port and clock settings change on restart only; kept as they were")
-        eng, cond = sch.engine, sch.conductor
-        cond._cut(tick)
+        play = new.play
+        cond.cut(tick)
         sch.send_due()
-        eng.model = model
-        eng.sampler.temperature, eng.sampler.top_p = new.play.temperature, new.play.top_p
-        if not sch.timebase.external:
-            sch.timebase.set_tempo(new.play.tempo, now)
-        sch.velocity_scale = new.play.velocity_scale
-        cond.phrase_gap, cond.answer_bars = new.play.phrase_gap, new.play.answer_bars
-        cond.beats_per_bar, cond.sustain_ends_phrase = new.play.beats_per_bar, new.controls.sustain_ends_phrase
-        cond.pedal_hold_bars = new.play.pedal_hold_bars
-        sch.handle.router.controls = ControlMap.from_settings(new.controls)
-        cond.mode = new.play.mode
+        eng.set_model(model)
+        player.sampler.configure(play.temperature, play.top_p)
+        if not tb.external:
+            tb.set_tempo(play.tempo, now)
+        sch.reconfigure(velocity_scale=play.velocity_scale)
+        cond.reconfigure(
+            phrase_gap=play.phrase_gap,
+            answer_bars=play.answer_bars,
+            beats_per_bar=play.beats_per_bar,
+            sustain_ends_phrase=new.controls.sustain_ends_phrase,
+            pedal_hold_bars=play.pedal_hold_bars,
+        )
+        player.router.set_controls(ControlMap.from_settings(new.controls))
+        cond.reconfigure(mode=play.mode)
         self._solo_until_keyboard()
-        cond._phrase_over()  # the new model has not heard the old phrase
-        cond.begin(math.ceil(tick))
-        cond.set_key(new.play.key, new.play.key_strength)
+        cond.restart(tick)  # the new model has not heard the old phrase
+        cond.set_key(play.key, play.key_strength)
         log.info("reloaded settings and model")
         notify.ready()
         self._status()
@@ -335,18 +325,23 @@ class Daemon:
         set_realtime()
         if s.cpu_dma_latency >= 0 and self._pm_qos is None:
             self._pm_qos = hold_wakeup_latency(s.cpu_dma_latency)
-        self._open_ports()
+        out, inp = self._open_ports()
         try:
             if s.record.enabled:
                 from .recorder import SessionRecorder
 
                 self.recorder = SessionRecorder(s.record.directory, s.record.max_files, s.record.max_bytes)
-            self.scheduler = sch = self._build(model)
-            self.out.all_notes_off()
+            self.player = self._build(model, out, inp)
+            sch = self.player.scheduler
+            out.all_notes_off()
             if s.midi.program >= 0:
                 program = mido.Message("program_change", channel=s.midi.channel - 1, program=s.midi.program)
-                self.out.send(program)
-                self.out.on_reconnect = lambda port: port.send(program)
+                out.send(program)
+
+                def send_program(port: object) -> None:  # (`port` is `out`, reopened)
+                    out.send(program)
+
+                out.on_reconnect = send_program
             signal.signal(signal.SIGTERM, self._on_stop)
             signal.signal(signal.SIGINT, self._on_stop)
             signal.signal(signal.SIGHUP, self._on_hup)
@@ -367,7 +362,7 @@ class Daemon:
             except Exception:
                 log.exception("fault while closing the ports")
                 code = EXIT_FAULT
-        log.info("stopped after %.1f s; %d MIDI messages sent", time.monotonic() - t_start, self.out.sent)
+        log.info("stopped after %.1f s; %d MIDI messages sent", time.monotonic() - t_start, out.sent)
         return code
 
     def _play(self, sch: Scheduler) -> int:
@@ -412,26 +407,14 @@ class Daemon:
 class _Sink:
     """The scheduler's output: the port (and the recorder, when recording)."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
+    def __init__(self, out: OutputPort, recorder: SessionRecorder | None) -> None:
+        self.out = out
+        self.recorder = recorder
 
     def send(self, msg: mido.Message) -> None:
-        self.d.out.send(msg)
-        if self.d.recorder is not None:
-            self.d.recorder.record("out", time.monotonic(), msg)
+        self.out.send(msg)
+        if self.recorder is not None:
+            self.recorder.record("out", time.monotonic(), msg)
 
     def all_notes_off(self) -> None:
-        self.d.out.all_notes_off()
-
-
-class _Recorded:
-    """The input router, with the recorder listening in."""
-
-    def __init__(self, daemon: Daemon, router: InputRouter) -> None:
-        self.d = daemon
-        self.router = router
-
-    def __call__(self, t, msg, tick) -> None:
-        if self.d.recorder is not None:
-            self.d.recorder.record("in", t, msg)
-        self.router(t, msg, tick)
+        self.out.all_notes_off()

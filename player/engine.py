@@ -31,6 +31,8 @@ import numpy as np
 from . import events as ev
 from . import keys
 from .events import TimedMessage
+from .interfaces import StepModel
+from .sampling import Sampler
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ def _masks(vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 class _Checkpoint:
     cursor: int
     state: tuple
-    logits: np.ndarray
+    logits: np.ndarray | None
     decoder: tuple  # (tick, velocity, sounding)
     velocity_bin: int | None
     produced: int  # messages planned before this point
@@ -65,7 +67,12 @@ class Engine:
     """Owns the model state and the sounding notes; turns tokens into TimedMessages."""
 
     def __init__(
-        self, model, sampler, channel: int = 0, rest_limit: int = 8 * 4 * ev.TICKS_PER_BEAT, keep_history: bool = False
+        self,
+        model: StepModel,
+        sampler: Sampler,
+        channel: int = 0,
+        rest_limit: int = 8 * 4 * ev.TICKS_PER_BEAT,
+        keep_history: bool = False,
     ) -> None:
         self.model = model
         self.sampler = sampler
@@ -103,6 +110,10 @@ class Engine:
     @property
     def sounding(self) -> dict[int, int]:
         return self.decoder.sounding
+
+    def set_model(self, model: StepModel) -> None:
+        """Play another model (a reload), from its next start(): what the old one planned stays as it is."""
+        self.model = model
 
     def start(self, tick: int = 0) -> None:
         """Begin a new piece at `tick`: fresh state primed with START, nothing sounding."""
@@ -268,7 +279,10 @@ class Engine:
             self.lead_in += 1
         else:
             allowed = self._normal if self._same_tick < MAX_TOKENS_PER_TICK else self._shift_only
-        logits = self.logits if self.key_bias is None else keys.lean(self.logits, self.key_bias)
+        logits = self.logits
+        assert logits is not None  # (start() fed START: there are logits before anything plays)
+        if self.key_bias is not None:
+            logits = keys.lean(logits, self.key_bias)
         tok = self.sampler.sample(logits, allowed)
         if ev.is_shift(tok) and self.limit is not None and self.cursor + ev.shift_ticks(tok) > self.limit:
             tok = ev.shift(self.limit - self.cursor)

@@ -22,7 +22,7 @@ RESYNC_PERIODS = 4.0  # an error larger than this many periods restarts the loop
 
 
 class ClockFollower:
-    """A time base driven by incoming clock messages (see clock.TempoMap for the interface)."""
+    """A time base (interfaces.TimeBase) driven by incoming clock messages."""
 
     external = True
 
@@ -89,13 +89,15 @@ class ClockFollower:
         prev, self._last_arrival = self._last_arrival, t
         if self._fresh or self.t_est is None:
             # the first pulse after Start is tick `base` (set by the scheduler), after Continue the next tick
-            self.tick = self.base if self._restart_at in (None, "base") else self._restart_at
+            restart = self._restart_at
+            self.tick = restart if isinstance(restart, int) else self.base
             self.t_est = t
             self._fresh = False
             self._restart_at = None
             self._intervals = 0
             return
         self.tick += 1
+        assert prev is not None  # (not the first pulse: that one restarted the loop above)
         interval = t - prev
         if self._intervals < 2:  # the first intervals set the period directly
             self._intervals += 1

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import mido
 
+from . import config
 from . import events as ev
+from .assemble import build_player, plain_settings
 from .clock import SimClock, TempoMap
-from .controls import ControlMap, InputRouter
 from .engine import Engine
 from .events import CC_SUSTAIN, TimedMessage
-from .sampling import Sampler
-from .scheduler import NoInbox, Scheduler, ScriptedInbox
+from .interfaces import Clock, Inbox, StepModel
+from .scheduler import NoInbox, ScriptedInbox
 from .steering import Conductor
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 class ListSink:
     """A sink that keeps what it is sent (with the simulated time)."""
 
-    def __init__(self, clock) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.sent: list[tuple[float, mido.Message]] = []
 
@@ -49,6 +50,8 @@ class Rendered:
     gap_end: float | None = None
     complete: bool = True  # the answer (or solo) ended before the render's bound
     bound_ticks: float = 0.0  # the render's bound in simulated time (render_bound_ticks)
+    engine: Engine | None = field(default=None, repr=False)  # the parts that played it (tests, the benches)
+    conductor: Conductor | None = field(default=None, repr=False)
 
     def answer_after_phrase(self) -> list[TimedMessage]:
         """The answer on the phrase's time axis."""
@@ -99,7 +102,7 @@ def render_bound_ticks(cond: Conductor, last_tick: float) -> float:
 
 
 def render(
-    model,
+    model: StepModel,
     *,
     beats: float = 16.0,
     phrase: mido.MidiFile | None = None,
@@ -119,44 +122,58 @@ def render(
 
     Stops at `render_bound_ticks` of simulated time at the latest; `complete` on the result says
     whether the answer (or solo) was over by then."""
-    clock = SimClock(0.0)
-    tb = TempoMap(tempo, 0.0)
-    engine = Engine(model, Sampler(temperature, top_p, seed), channel=channel, keep_history=keep_history)
     events = phrase_events(phrase, tempo) if phrase is not None else []
     if phrase is not None and not any(m.type == "note_on" and m.velocity > 0 for _, _, m in events):
         raise ev.MidiFileError("the seed phrase has no notes")
-    mode = "call-response" if events else "solo"
-    cond = Conductor(
-        engine,
-        mode=mode,
+    settings = plain_settings(
+        mode="call-response" if events else "solo",
+        tempo=tempo,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
         phrase_gap=phrase_gap,
         key=key,
         key_strength=key_strength,
         pedal_hold_bars=pedal_hold_bars,
         beats_per_bar=beats_per_bar,
+        midi=config.Midi(channel=channel + 1),
     )
+    clock = SimClock(0.0)
+    inbox: Inbox = ScriptedInbox(clock, [(t, m) for _, t, m in events]) if events else NoInbox(clock)
+    out: list[TimedMessage] = []
+    player = build_player(
+        settings,
+        model,
+        clock=clock,
+        inbox=inbox,
+        sink=ListSink(clock),
+        keep_history=keep_history,
+        on_sent=lambda tm, _d: out.append(tm),
+    )
+    sch, tb, engine, cond = player.scheduler, player.timebase, player.engine, player.conductor
     if events:
         cond.answer_beats = beats
     else:
         cond.solo_beats = beats
-    inbox = ScriptedInbox(clock, [(t, m) for _, t, m in events]) if events else NoInbox(clock)
-    out: list[TimedMessage] = []
-    sink = ListSink(clock)
-    sch = Scheduler(cond, clock, tb, inbox, sink, on_sent=lambda tm, _d: out.append(tm))
-    sch.handle = InputRouter(sch, ControlMap())
     bound = render_bound_ticks(cond, events[-1][0] if events else 0.0)
     sch.begin()
     sch.run(until=tb.time_of(bound), done=lambda: cond.answers >= 1)
     sch.end()
     if cond.answers < 1:
         log.warning("no answer within %d ticks of simulated time; writing what was played", bound)
-    start = cond.answer_start if events else 0
+    start = (cond.answer_start or 0) if events else 0  # (no answer: nothing was played either)
     answer = [TimedMessage(tm.tick - start, tm.message) for tm in out]
     played = [TimedMessage(int(round(tick)), m) for tick, _, m in events]
-    res = Rendered(answer, played, start or 0, cond.gap_end, complete=cond.answers >= 1, bound_ticks=bound)
-    res.engine = engine  # for tests and the benches
-    res.conductor = cond
-    return res
+    return Rendered(
+        answer,
+        played,
+        start,
+        cond.gap_end,
+        complete=cond.answers >= 1,
+        bound_ticks=bound,
+        engine=engine,
+        conductor=cond,
+    )
 
 
 def write_render(

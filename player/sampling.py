@@ -21,6 +21,11 @@ class Sampler:
         self.rng = np.random.default_rng(seed)
         self._masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (mask, its indices)
 
+    def configure(self, temperature: float, top_p: float) -> None:
+        """New settings (a reload); the random stream goes on."""
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+
     def _allowed_index(self, allowed: np.ndarray) -> np.ndarray:
         """[K] indices of the allowed tokens, kept per mask object (masks are not changed in place)."""
         hit = self._masks.get(id(allowed))

@@ -9,7 +9,8 @@ One loop, one thread, absolute deadlines:
 A deadline is timebase.time_of(tick): never an accumulated sleep, so nothing
 drifts, and a tempo change re-anchors the time base without moving what was
 already heard. The clock (RealClock / SimClock) and the inbox (live port /
-scripted events) are objects, so tests and --render run this very loop.
+scripted events) are objects (interfaces.Clock, interfaces.Inbox), so tests and
+--render run this very loop. assemble.build_player puts it together.
 """
 
 from __future__ import annotations
@@ -22,12 +23,18 @@ from typing import Callable, Iterable
 import mido
 
 from .events import TimedMessage
+from .interfaces import Clock, Inbox, InputHandler, Sink, Stamped, TimeBase
 from .logutil import Throttle
+from .midiclock import ClockFollower
+from .steering import Conductor
 
 log = logging.getLogger(__name__)
 QUIET = Throttle(log)  # Start/Stop bytes in a flood of input
 
 CLOCK_TYPES = ("clock", "start", "stop", "continue", "songpos")
+LOOKAHEAD = 0.15  # s the engine may plan ahead: inference never delays a send
+MARGIN = 0.002  # s: no inference when a send is due within this
+IDLE = 0.05  # s, the longest sleep: input and the watchdog are seen at least this often
 
 
 # -- inboxes: where input comes from -------------------------------------------
@@ -36,21 +43,21 @@ CLOCK_TYPES = ("clock", "start", "stop", "continue", "songpos")
 class NoInbox:
     """No input: waiting is sleeping."""
 
-    def __init__(self, clock) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
 
-    def wait_until(self, t: float) -> list:
+    def wait_until(self, t: float) -> list[Stamped]:
         self.clock.sleep_until(t)
         return []
 
-    def poll(self) -> list:
+    def poll(self) -> list[Stamped]:
         return []
 
 
 class ScriptedInbox:
     """Input from a list of (seconds, message), for a SimClock (tests, --render, the steering bench)."""
 
-    def __init__(self, clock, events: Iterable[tuple[float, mido.Message]]) -> None:
+    def __init__(self, clock: Clock, events: Iterable[Stamped]) -> None:
         self.clock = clock
         self.events = sorted(events, key=lambda e: e[0])
         self.i = 0
@@ -59,14 +66,14 @@ class ScriptedInbox:
         self.events.append((t, msg))
         self.events[self.i :] = sorted(self.events[self.i :], key=lambda e: e[0])
 
-    def poll(self) -> list:
+    def poll(self) -> list[Stamped]:
         now, out = self.clock.now(), []
         while self.i < len(self.events) and self.events[self.i][0] <= now:
             out.append(self.events[self.i])
             self.i += 1
         return out
 
-    def wait_until(self, t: float) -> list:
+    def wait_until(self, t: float) -> list[Stamped]:
         if self.i < len(self.events) and self.events[self.i][0] < t:
             self.clock.sleep_until(self.events[self.i][0])
             return self.poll()
@@ -77,15 +84,15 @@ class ScriptedInbox:
 class PortInbox:
     """A live input port whose callback stamps time.monotonic() and queues (t, msg)."""
 
-    def __init__(self, clock, port) -> None:
+    def __init__(self, clock: Clock, port) -> None:
         self.clock = clock
-        self.port = port
+        self.port = port  # get(timeout) -> (t, msg) or None, and drain(): an input port
 
-    def poll(self) -> list:
+    def poll(self) -> list[Stamped]:
         return list(self.port.drain())
 
-    def wait_until(self, t: float) -> list:
-        timeout = t - self.clock.now() - getattr(self.clock, "spin", 0.0)
+    def wait_until(self, t: float) -> list[Stamped]:
+        timeout = t - self.clock.now() - self.clock.spin
         if timeout > 0:
             try:
                 item = self.port.get(timeout)
@@ -103,23 +110,22 @@ class PortInbox:
 class Scheduler:
     """Runs a Conductor's engine against a clock, a time base, an inbox and a sink.
 
-    sink: send(msg) and all_notes_off(). handle: (t, msg, tick) -> None, for input
-    (the daemon's router); the scheduler itself only feeds clock messages to an
-    external time base.
+    handle takes the input (the input router); the scheduler itself only feeds
+    clock messages to an external time base. Built by assemble.build_player.
     """
 
     def __init__(
         self,
-        conductor,
-        clock,
-        timebase,
-        inbox,
-        sink,
+        conductor: Conductor,
+        clock: Clock,
+        timebase: TimeBase,
+        inbox: Inbox,
+        sink: Sink,
         *,
-        handle: Callable | None = None,
-        lookahead: float = 0.15,
-        margin: float = 0.002,
-        idle: float = 0.05,
+        handle: InputHandler | None = None,
+        lookahead: float = LOOKAHEAD,
+        margin: float = MARGIN,
+        idle: float = IDLE,
         velocity_scale: float = 1.0,
         send_clock: bool = False,
         on_alive: Callable[[float], None] | None = None,
@@ -140,7 +146,7 @@ class Scheduler:
         self.on_alive = on_alive
         self.on_sent = on_sent
         self._stop = False
-        self._pending: list = []
+        self._pending: list[Stamped] = []
         self._heard_wake: float | None = None  # when the keyboard's last tick reaches the model
         self._next_clock: int | None = None
         self.late: list[float] = []  # send time minus deadline (s), when measuring
@@ -148,6 +154,10 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stop = True
+
+    def reconfigure(self, *, velocity_scale: float) -> None:
+        """New settings (a reload): the model's velocities scaled from the next send on."""
+        self.velocity_scale = velocity_scale
 
     @property
     def stopping(self) -> bool:
@@ -219,8 +229,8 @@ class Scheduler:
         events, self._pending = self._pending + self.inbox.poll(), []
         heard = None  # the latest tick the keyboard played at in this pass
         for t, msg in events:
-            if msg.type in CLOCK_TYPES and tb.external:
-                self._transport(tb.on_message(msg, t), t)
+            if msg.type in CLOCK_TYPES and isinstance(tb, ClockFollower):
+                self._transport(tb, tb.on_message(msg, t), t)
                 continue
             if self.handle is not None:
                 tick = tb.tick_at(t) if tb.running else eng.cursor
@@ -267,9 +277,9 @@ class Scheduler:
             wake = min(wake, max(now, self._heard_wake))
         return wake
 
-    def _transport(self, event: str | None, t: float) -> None:
+    def _transport(self, tb: ClockFollower, event: str | None, t: float) -> None:
         """Start / Stop / Continue from an external clock."""
-        tb, eng, cond = self.timebase, self.engine, self.conductor
+        eng, cond = self.engine, self.conductor
         if event == "stop":
             cond.halt(tb.tick_at(t))
             for tm in eng.pop_due(float("inf")):

@@ -120,7 +120,12 @@ class Conductor:
         self.key_setting = keys.parse_setting(setting)
         if strength is not None:
             self.key_strength = float(strength)
-        self._lean(self.key if self.key_setting == "auto" else self.key_setting)
+        self._lean(self.key if self.key_setting == "auto" else self.fixed_key)
+
+    @property
+    def fixed_key(self) -> tuple[int, str] | None:
+        """The key set to hold in every mode; None when the setting is "auto" or "off"."""
+        return None if isinstance(self.key_setting, str) else self.key_setting
 
     def set_key_strength(self, strength: float) -> None:
         self.key_strength = float(strength)
@@ -144,13 +149,48 @@ class Conductor:
         self.phrase_notes = 0
         self.tracker.reset()
 
+    # -- settings -------------------------------------------------------------------
+
+    def reconfigure(
+        self,
+        *,
+        mode: str | None = None,
+        phrase_gap: float | None = None,
+        answer_bars: int | None = None,
+        beats_per_bar: int | None = None,
+        sustain_ends_phrase: bool | None = None,
+        pedal_hold_bars: float | None = None,
+    ) -> None:
+        """New settings (a reload), taken as they are: nothing is cut or played here (see set_mode for
+        a live change of mode, restart for what a new model needs). None leaves a setting as it is."""
+        if mode is not None:
+            if mode not in MODES:
+                raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+            self.mode = mode
+        if phrase_gap is not None:
+            self.phrase_gap = phrase_gap
+        if answer_bars is not None:
+            self.answer_bars = answer_bars
+        if beats_per_bar is not None:
+            self.beats_per_bar = beats_per_bar
+        if sustain_ends_phrase is not None:
+            self.sustain_ends_phrase = sustain_ends_phrase
+        if pedal_hold_bars is not None:
+            self.pedal_hold_bars = pedal_hold_bars
+
+    def restart(self, tick: float) -> None:
+        """A new model (a reload, after cut): it has not heard the phrase so far, and a new piece
+        begins at ceil(tick)."""
+        self._phrase_over()
+        self.begin(math.ceil(tick))
+
     # -- the session --------------------------------------------------------------
 
     def begin(self, now_tick: float) -> None:
         tick = math.ceil(now_tick)
         self.engine.start(tick)
         if self.key_setting != "auto":
-            self._lean(self.key_setting)
+            self._lean(self.fixed_key)
         if self.mode != "call-response":
             self._play(tick)
 
@@ -171,7 +211,7 @@ class Conductor:
         log.debug("answer planned at tick %d (gap ended at %.2f)", start, gap_end)
         self._emit("answer-start", start)
 
-    def _cut(self, tick: float) -> None:
+    def cut(self, tick: float) -> None:
         """Stop the model now: unsent notes are dropped, sounding ones get their note-offs."""
         if self.engine.playing or self.engine.sounding:
             self.engine.stop(math.floor(tick))
@@ -190,7 +230,7 @@ class Conductor:
         self.last_key = max(self.last_key, tick)
         if msg.type == "note_on" and msg.velocity > 0:
             if self.state == "answer":
-                self._cut(tick)  # a planned answer is dropped, a sounding one ends now
+                self.cut(tick)  # a planned answer is dropped, a sounding one ends now
             self.held[msg.note] = tick
             self.phrase_notes += 1
             self.tracker.note_on(msg.note, tick)
@@ -267,18 +307,18 @@ class Conductor:
         old, self.mode = self.mode, mode
         QUIET.info("mode", "mode %s -> %s", old, mode)
         if mode == "call-response":
-            self._cut(tick)
+            self.cut(tick)
             self.state = "listen"
             self._phrase_over()
             return True
         if self.state != "play":
-            self._cut(tick)
+            self.cut(tick)
             self._play(math.ceil(tick))
         return False
 
     def halt(self, tick: float) -> None:
         """The external clock stopped: silence, and wait for Start/Continue."""
-        self._cut(tick)
+        self.cut(tick)
         self.state = "listen"
 
     def resume(self, tick: float) -> None:
@@ -287,7 +327,7 @@ class Conductor:
             self._play(math.ceil(tick))
 
     def panic(self, tick: float) -> None:
-        self._cut(tick)
+        self.cut(tick)
         self.held.clear()
         self.pedal = False  # (a reversed pedal stays reversed: panic says nothing of its polarity)
         self._phrase_over()
@@ -327,5 +367,5 @@ class Conductor:
     def describe_key(self) -> str:
         if self.key_setting is None or self.key_strength <= 0:
             return "key free"
-        what = "the phrase's key" if self.key_setting == "auto" else keys.name(self.key_setting)
+        what = "the phrase's key" if self.key_setting == "auto" else keys.name(self.fixed_key)
         return f"{what} ({self.key_strength:g})"

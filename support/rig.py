@@ -6,13 +6,11 @@ from __future__ import annotations
 import mido
 
 from cadenza.player import events as ev
-from cadenza.player.clock import SimClock, TempoMap
-from cadenza.player.controls import ControlMap, InputRouter
-from cadenza.player.engine import Engine
+from cadenza.player.assemble import build_player, plain_settings
+from cadenza.player.clock import SimClock
+from cadenza.player.config import Controls
 from cadenza.player.render import ListSink
-from cadenza.player.sampling import Sampler
-from cadenza.player.scheduler import NoInbox, Scheduler, ScriptedInbox
-from cadenza.player.steering import Conductor
+from cadenza.player.scheduler import NoInbox, ScriptedInbox
 
 SPT = 60.0 / (120 * 24)  # seconds per tick at 120 BPM
 
@@ -31,24 +29,27 @@ MELODY = [
 ]
 
 
-def rig(model, mode="solo", events=(), **kw):
+# The CCs the tests turn (the knob row 21..27)
+RIG_CONTROLS = Controls(temperature=21, tempo=22, mode=23, answer_bars=24, panic=25, phrase_end=26, key_strength=27)
+
+
+def rig(model, mode="solo", events=(), phrase_gap=1.0, answer_bars=1, **kw):
+    """The player at 120 BPM on a SimClock from t = 10 s, greedy (temperature 0), `events` (seconds from
+    the start, message) played into it; kw: build_player's (lookahead, ...). Returns (scheduler, sink)."""
     clock = SimClock(10.0)
-    tb = TempoMap(120, clock.now())
-    eng = Engine(model, Sampler(temperature=0, seed=1), keep_history=True)
-    cond = Conductor(
-        eng,
+    settings = plain_settings(
         mode=mode,
-        phrase_gap=kw.pop("phrase_gap", 1.0),
-        answer_bars=kw.pop("answer_bars", 1),
-        align=lambda f, i: None,
+        tempo=120.0,
+        temperature=0.0,
+        seed=1,
+        phrase_gap=phrase_gap,
+        answer_bars=answer_bars,
+        controls=RIG_CONTROLS,
     )
     inbox = ScriptedInbox(clock, [(10.0 + t, m) for t, m in events]) if events else NoInbox(clock)
     sink = ListSink(clock)
-    sch = Scheduler(cond, clock, tb, inbox, sink, **kw)
-    sch.handle = InputRouter(
-        sch, ControlMap(temperature=21, tempo=22, mode=23, answer_bars=24, panic=25, phrase_end=26, key_strength=27)
-    )
-    return sch, sink
+    player = build_player(settings, model, clock=clock, inbox=inbox, sink=sink, keep_history=True, **kw)
+    return player.scheduler, sink
 
 
 ANSWER = [ev.note_on(67), ev.shift(6), ev.note_off(67), ev.note_on(69), ev.shift(6), ev.note_off(69)]

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 
 from cadenza.player import events as ev
+from cadenza.player.assemble import build_player, plain_settings
 from cadenza.player.clock import SimClock
-from cadenza.player.engine import Engine
+from cadenza.player.config import Clock
 from cadenza.player.midiclock import ClockFollower
 from cadenza.player.render import ListSink
-from cadenza.player.sampling import Sampler
-from cadenza.player.scheduler import Scheduler, ScriptedInbox
-from cadenza.player.steering import Conductor
+from cadenza.player.scheduler import ScriptedInbox
 from support.fakes import ScriptModel
 
 SCRIPT = [ev.note_on(60), ev.shift(12), ev.note_off(60), ev.shift(12)]
@@ -39,9 +38,7 @@ def test_tempo_is_estimated_through_jitter_and_follows_a_change():
 
 def test_notes_follow_the_pulses_and_stop_start_continue():
     clock = SimClock(0.0)
-    tb = ClockFollower()
-    eng = Engine(ScriptModel(SCRIPT), Sampler(0, seed=0))
-    cond = Conductor(eng, mode="solo")
+    settings = plain_settings(mode="solo", tempo=120.0, temperature=0.0, seed=0, clock=Clock(source="external"))
     p = 60.0 / (100 * 24)  # the sender plays at 100 BPM
     events = [(0.5, mido.Message("start"))] + pulses(100, 60, 0.5 + 1e-6)
     stop_t = 0.5 + 60 * p
@@ -49,7 +46,11 @@ def test_notes_follow_the_pulses_and_stop_start_continue():
     cont_t = stop_t + 1.0
     events += [(cont_t, mido.Message("continue"))] + pulses(100, 60, cont_t + 1e-6)
     sink = ListSink(clock)
-    sch = Scheduler(cond, clock, tb, ScriptedInbox(clock, events), sink, lookahead=0.05)
+    player = build_player(
+        settings, ScriptModel(SCRIPT), clock=clock, inbox=ScriptedInbox(clock, events), sink=sink, lookahead=0.05
+    )
+    sch, tb = player.scheduler, player.timebase
+    assert isinstance(tb, ClockFollower)
     sch.begin()
     sch.run(until=cont_t + 60 * p)
     ons = [t for t, m in sink.sent if m.type == "note_on" and m.velocity]
@@ -74,13 +75,10 @@ def test_notes_follow_the_pulses_and_stop_start_continue():
 
 
 def test_internal_clock_sends_start_pulses_and_stop():
-    from cadenza.player.clock import TempoMap
-
     clock = SimClock(0.0)
-    tb = TempoMap(120, 0.0)
-    eng = Engine(ScriptModel(SCRIPT), Sampler(0, seed=0))
+    settings = plain_settings(mode="solo", tempo=120.0, temperature=0.0, seed=0, clock=Clock(send=True))
     sink = ListSink(clock)
-    sch = Scheduler(Conductor(eng, mode="solo"), clock, tb, ScriptedInbox(clock, []), sink, send_clock=True)
+    sch = build_player(settings, ScriptModel(SCRIPT), clock=clock, inbox=ScriptedInbox(clock, []), sink=sink).scheduler
     sch.begin()
     sch.run(until=1.0)
     sch.end()
