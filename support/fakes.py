@@ -1,4 +1,4 @@
-"""Fake step models for the player's tests (the interface of player.runtime.StepModel)."""
+"""Fake step models for the player's tests (cadenza.player.interfaces.StepModel, as runtime.StepModel)."""
 
 from __future__ import annotations
 
