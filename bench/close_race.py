@@ -19,7 +19,7 @@ server = start_free_server("cadenza-race", log_dir="/tmp")
 os.environ.update(jack_env(server.name))
 import mido  # noqa: E402
 
-from cadenza.player.ports import OutputPort, open_backend  # noqa: E402
+from cadenza.player.midi import OutputPort, open_backend  # noqa: E402
 
 jack = open_backend("jack")
 fails = 0

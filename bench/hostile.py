@@ -104,7 +104,7 @@ def input_name(log: str, client: str) -> str:
 
 
 def counters(log: str) -> dict:
-    """The last input counters the player logged (see ports.InputPort)."""
+    """The last input counters the player logged (see player.midi.InputPort)."""
     found = re.findall(
         r"MIDI input \S+: (\d+) received, (\d+) dropped \(queue full\), (\d+) malformed, "
         r"(\d+) over the rate limit",

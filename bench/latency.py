@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model")
     ap.add_argument("--busy", action="store_true")
     args = ap.parse_args(argv)
-    from cadenza.player.ports import InputPort, OutputPort, open_backend
+    from cadenza.player.midi import InputPort, OutputPort, open_backend
     from cadenza.player.runtime import open_model
 
     model = open_model(args.model) if args.model else default_model()

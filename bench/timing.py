@@ -8,7 +8,7 @@
 
 The player's real scheduler (RealClock, TempoMap, Engine, Scheduler, built by
 player.assemble.build_player; SCHED_FIFO when allowed) sends to a virtual JACK
-output (player.ports.OutputPort) on a private JACK server (dummy driver, 16-frame
+output (player.midi.OutputPort) on a private JACK server (dummy driver, 16-frame
 period); bench/receiver.py, another process, stamps arrivals with
 time.monotonic_ns(). Error = arrival - the note's grid time.
 The step model is the real one (--model, default: the tiny converted test bundle)
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
         "--watch",
         type=float,
         default=None,
-        help="the output port's reconnect check interval in s (default: ports.py's)",
+        help="the output port's reconnect check interval in s (default: player/midi/port.py's)",
     )
     ap.add_argument(
         "--cpu-dma-latency",
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     from cadenza.player.daemon import hold_wakeup_latency
-    from cadenza.player.ports import OutputPort, open_backend
+    from cadenza.player.midi import OutputPort, open_backend
     from cadenza.player.runtime import open_model
 
     name = args.name or ("bare" if args.bare else f"timing-spin{args.spin * 1e3:g}ms") + (

@@ -103,7 +103,7 @@ SOUNDFONTS = (
 
 def midi_missing(settings) -> str | None:
     """The one-line reason when this machine has no MIDI system for the configured backend, else None."""
-    from .ports import PortError, list_ports, open_backend
+    from .midi import PortError, list_ports, open_backend
 
     try:
         list_ports(open_backend(settings.midi.backend))
@@ -180,11 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     from .bundle import BundleError
     from .config import ConfigError
     from .events import MidiFileError
-    from .ports import PortError
+    from .midi import PortError
 
     try:
         if args.list_ports:
-            from .ports import format_port_list, open_backend
+            from .midi import format_port_list, open_backend
 
             backend = getattr(args, "midi.backend")
             if backend is None:

@@ -33,7 +33,7 @@ from .scheduler import PortInbox, Scheduler
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .ports import InputPort, OutputPort
+    from .midi import InputPort, OutputPort
     from .recorder import SessionRecorder
     from .runtime import StepModel as TfLiteStepModel
 
@@ -182,7 +182,7 @@ class Daemon:
     # -- wiring ---------------------------------------------------------------
 
     def _open_ports(self) -> tuple[OutputPort, InputPort]:
-        from .ports import InputPort, OutputPort, open_backend
+        from .midi import InputPort, OutputPort, open_backend
 
         m = self.settings.midi
         backend = open_backend(m.backend)

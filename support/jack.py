@@ -164,9 +164,9 @@ class _JackClient:
         self._client.activate()
         self.name = self._port.name
         if target is not None:
-            from cadenza.player.jackmidi import _peers
+            from cadenza.player.midi.jack import peers as midi_peers
 
-            peers = _peers(self._client, readable=self.kind == "in")
+            peers = midi_peers(self._client, readable=self.kind == "in")
             peer = peers[_find(peers, target)]
             if self.kind == "in":
                 self._client.connect(peer, self._port)
@@ -218,13 +218,13 @@ class JackReceiver(_JackClient):
     kind = "in"
 
     def __init__(self, source: str | None = None, client: str = "synth"):
-        self.torn = 0  # cycles whose buffer was not sane (player.jackmidi.read_events)
+        self.torn = 0  # cycles whose buffer was not sane (player.midi.jack.read_events)
         self.events: list[tuple[int, list[int]]] = []
         self._cond = threading.Condition()
         self._open(client, source)
 
     def _process(self, port, frames: int) -> None:
-        from cadenza.player.jackmidi import read_events
+        from cadenza.player.midi.jack import read_events
 
         batch = []
         t = time.monotonic_ns()
@@ -286,7 +286,7 @@ class JackSender(_JackClient):
         self._open(client, target)
 
     def _process(self, port, frames: int) -> None:
-        from cadenza.player.jackmidi import write_queued
+        from cadenza.player.midi.jack import write_queued
 
         written, full, _too_big = write_queued(port, self._queue)
         self.written += written

@@ -12,8 +12,8 @@ from pathlib import Path
 import mido
 import pytest
 
-from cadenza.player import ports
-from cadenza.player.ports import InputPort, OutputPort, PortError, open_backend, resolve_port
+from cadenza.player import midi
+from cadenza.player.midi import InputPort, OutputPort, PortError, open_backend, resolve_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CC_SILENCE = 32  # CC 123 + CC 64 on each of 16 channels, sent on every open
@@ -65,13 +65,13 @@ def test_resolve_port():
 
 
 def test_default_output_skips_through_and_our_own():
-    assert ports.default_output(["Midi Through:0", "cadenza:in", "cadenza-01:in", "synth:in"]) == "synth:in"
-    assert ports.default_output(["Midi Through Port-0", "cadenza:in 130:0"]) is None
+    assert midi.default_output(["Midi Through:0", "cadenza:in", "cadenza-01:in", "synth:in"]) == "synth:in"
+    assert midi.default_output(["Midi Through Port-0", "cadenza:in 130:0"]) is None
 
 
 @pytest.mark.skipif(os.path.exists("/dev/snd/seq"), reason="this machine has an ALSA sequencer")
 def test_list_ports_without_alsa_is_one_line(capfd):
-    text = ports.format_port_list(open_backend("alsa"))
+    text = midi.format_port_list(open_backend("alsa"))
     assert text.splitlines()[1].startswith("no MIDI system: the ALSA sequencer is missing")
     assert len(text.splitlines()) == 2
     assert "ALSA lib" not in capfd.readouterr().err  # the C library's noise is hidden
@@ -79,7 +79,7 @@ def test_list_ports_without_alsa_is_one_line(capfd):
 
 def test_list_ports_without_jack_server_is_one_line():
     # In a child: a failed libjack connect must not touch this process's JACK clients.
-    code = "from cadenza.player import ports; print(ports.format_port_list(ports.open_backend('jack')))"
+    code = "from cadenza.player import midi; print(midi.format_port_list(midi.open_backend('jack')))"
     env = {**os.environ, "JACK_DEFAULT_SERVER": f"cadenza-absent-{os.getpid()}", "JACK_NO_START_SERVER": "1"}
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
@@ -220,7 +220,7 @@ def test_output_missing_at_start_is_a_port_error():
 
 def test_wait_for_a_port_that_comes_later():
     b = FakeBackend("Midi Through:0")
-    with pytest.raises(ports.PortNotFound):
+    with pytest.raises(midi.PortNotFound):
         OutputPort("synth", b, reconnect_interval=0)
     out = OutputPort("synth", b, wait=True, reconnect_interval=0)
     opened = []
@@ -315,9 +315,9 @@ def test_jack_list_ports(jack):
     from support.jack import JackReceiver, JackSender
 
     with JackReceiver(client="synth"), JackSender(client="keys"):
-        inputs, outputs = ports.list_ports(jack)
+        inputs, outputs = midi.list_ports(jack)
         assert "synth:in" in outputs and "keys:out" in inputs
-        text = ports.format_port_list(jack)
+        text = midi.format_port_list(jack)
         assert "JACK (libjack)" in text and "'synth:in'" in text
 
 
@@ -485,7 +485,7 @@ def test_jack_named_input_lost_and_back(jack):
 JACK_DEATH = textwrap.dedent("""
     import os, signal, sys, time, mido
     sys.path.insert(0, sys.argv[1])
-    from cadenza.player.ports import OutputPort, InputPort, open_backend
+    from cadenza.player.midi import OutputPort, InputPort, open_backend
     from support.jack import JackReceiver, jack_env, start_free_server
     server = start_free_server("cadenza-death")
     os.environ.update(jack_env(server.name))
@@ -591,9 +591,9 @@ def test_rtmidi_send_warning_is_an_error():
     # ALSA reports a failed send only as a warning through RtMidi's error callback.
     import rtmidi
 
-    from cadenza.player.portio import _RtmidiIO
+    from cadenza.player.midi.rtmidi_io import RtmidiIO
 
-    io = _RtmidiIO.__new__(_RtmidiIO)  # no ALSA here: the send path alone
+    io = RtmidiIO.__new__(RtmidiIO)  # no ALSA here: the send path alone
     io.warning = None
     alsa_warning = "MidiOutAlsa::sendMessage: error sending MIDI message to port."
 

@@ -1,6 +1,7 @@
-"""JACK MIDI through the system's libjack (the JACK-Client package), with the process callback ours.
+"""JACK MIDI through the system's libjack (the JACK-Client package), with the process callback ours,
+and the watch on the JACK server that our clients live in.
 
-Why not python-rtmidi on JACK (jackd 1.9.21, python-rtmidi 1.5.8, a flood of
+Why not python-rtmidi on JACK (measured with jackd 1.9.21, python-rtmidi 1.5.8, a flood of
 ~20,000 messages/s with sysex up to 1 kB: bench/hostile.py, figures in bench/README.md):
 
 - under the flood, with jackd in its default asynchronous mode at a 16-frame period,
@@ -24,19 +25,31 @@ more cycles have run: what was sent has left for its peer.
 
 The callback needs the GIL; cffi releases it around every libjack call, so no
 thread of ours can hold it while it waits on the server (rtmidi's stall).
+
+Closing a client that libjack already freed (it frees every dead client when a new
+one opens) segfaults. So the ports watch the server's socket (`JackWatch`), stop
+sending at once, and drop their clients before any new client is made: every
+client made here first calls `JackWatch.before_new_client()`, which tells each
+registered port whose server is gone (`server_gone(why)`).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import glob
 import logging
+import os
+import socket
 import threading
 import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import mido
 
-from .portio import PortError, _explain
+from .errors import PortError, explain
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +78,20 @@ def _client(backend, name: str):
     try:
         return jack.Client(name, no_start_server=True)
     except jack.JackError as e:
-        raise PortError(_explain(backend, RuntimeError(f"JACK: {e}"))) from None
+        raise PortError(explain(backend, RuntimeError(f"JACK: {e}"))) from None
 
 
-def _peers(client, readable: bool) -> list[str]:
+def peers(client, readable: bool) -> list[str]:
     """MIDI ports we can read from (readable: others' outputs) or write to (others' inputs)."""
     return [p.name for p in client.get_ports(is_midi=True, is_output=readable, is_input=not readable)]
 
 
 def list_ports(backend) -> tuple[list[str], list[str]]:
     """(inputs, outputs) as rtmidi names them: ports we can read from, ports we can write to."""
+    JackWatch.before_new_client()
     client = _client(backend, "cadenza-list")
     try:
-        return _peers(client, True), _peers(client, False)
+        return peers(client, True), peers(client, False)
     finally:
         with contextlib.suppress(Exception):
             client.close()
@@ -144,17 +158,20 @@ def write_queued(port, queue: collections.deque) -> tuple[int, int, int]:
 
 
 class JackMidiIO:
-    """One JACK client with one MIDI port (the same interface as player.portio's _RtmidiIO).
+    """One JACK client with one MIDI port (a backend.PortIO, as rtmidi_io.RtmidiIO).
 
     An input hands `callback(([bytes...], 0.0), t_monotonic)` from its reader thread.
     """
 
     jack = True
 
-    def __init__(self, backend, kind: str, client_name: str, callback=None):
+    def __init__(
+        self, backend: mido.Backend, kind: str, client_name: str, callback: Callable[[Any, Any], None] | None = None
+    ):
         self.kind, self.client_name, self._backend, self._callback = kind, client_name, backend, callback
+        JackWatch.before_new_client()
         self.client = _client(backend, client_name)
-        self.port = None
+        self.port: Any = None  # a jack.OwnMidiPort once open
         self.cycles = 0  # process callbacks run
         self.errors = 0  # exceptions caught in the process callback
         self.server_gone = False
@@ -217,11 +234,14 @@ class JackMidiIO:
 
     def names(self) -> list[str]:
         """Peers in the other direction: outputs for an input, inputs for an output."""
-        return _peers(self.client, readable=self.kind == "input")
+        return peers(self.client, readable=self.kind == "input")
 
     def open(self, name: str | None) -> str:
         """Register our port and connect it to the named peer (None: a port of our own only)."""
         short = "in" if self.kind == "input" else "out"
+        callback = self._callback
+        if self.kind == "input" and callback is None:
+            raise PortError("a MIDI input needs a callback")
         if name is not None and name not in self.names():
             raise PortError(f"MIDI {self.kind} {name!r} is gone")
         ports = self.client.midi_inports if self.kind == "input" else self.client.midi_outports
@@ -239,14 +259,14 @@ class JackMidiIO:
         self.port = port
         if self.kind == "input":
             self._reader_stop.clear()
-            self._reader = threading.Thread(target=self._read, name="midi-input-jack", daemon=True)
+            self._reader = threading.Thread(target=self._read, args=(callback,), name="midi-input-jack", daemon=True)
             self._reader.start()
         if name is not None:
             self._cycles_pass(2, 0.5)  # a new connection carries data from the next cycle on
         return port.name if name is None else name
 
-    def _read(self) -> None:
-        ring, callback, stop = self._in, self._callback, self._reader_stop
+    def _read(self, callback: Callable[[Any, Any], None]) -> None:
+        ring, stop = self._in, self._reader_stop
         while not stop.is_set():
             if not ring:
                 time.sleep(POLL_S)
@@ -307,3 +327,85 @@ class JackMidiIO:
                 self.client.deactivate()
         with contextlib.suppress(Exception):
             self.client.close()
+
+
+# -- the JACK server watch ---------------------------------------------------------------------
+
+
+class Watched(Protocol):
+    """What JackWatch.register takes: a port whose JACK client must go before its dead server's is freed."""
+
+    @property
+    def jack_watch(self) -> JackWatch | None:
+        """The watch on the server of the port's current client; None when it has no JACK client."""
+        ...
+
+    def server_gone(self, why: str) -> None:
+        """Forget the client now (close it before libjack frees it under us)."""
+        ...
+
+
+class JackWatch:
+    """Is the JACK server that our clients live in still the same one?
+
+    Class-level state on purpose: libjack's own state is per process (a new client
+    frees the dead clients of every port), so the ports must coordinate per process.
+
+    jack2 listens on <tmpdir>/jack_<server>_<uid>_0; a connect() there is silent for
+    the server and fails at once when it is gone (even after a SIGKILL left the file).
+    A restarted server has a new socket inode. Where no socket is found (PipeWire's
+    libjack), the watch says "alive" and the port list check is all there is.
+    """
+
+    _lock = threading.Lock()
+    _ports: weakref.WeakSet[Watched] = weakref.WeakSet()
+
+    def __init__(self) -> None:
+        server = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+        dirs = [d for d in (os.environ.get("JACK_TMPDIR"), "/dev/shm", "/tmp") if d]
+        found: list[str] = []
+        for d in dirs:
+            found += glob.glob(os.path.join(glob.escape(d), f"jack_{glob.escape(server)}_{os.getuid()}_0"))
+            found += glob.glob(os.path.join(glob.escape(d), f"jack_{glob.escape(server)}_*_0"))
+        self.path = found[0] if found else None
+        self.inode = self._inode()
+
+    def _inode(self) -> int | None:
+        try:
+            return os.stat(self.path).st_ino if self.path else None
+        except OSError:
+            return None
+
+    def alive(self) -> bool:
+        """The server we connected to still runs (False after a restart too)."""
+        if self.path is None:
+            return True
+        if self._inode() != self.inode:
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(self.path)
+                return True
+            except OSError:
+                return False
+
+    @classmethod
+    def server_up(cls) -> bool:
+        w = cls()
+        return w.path is not None and w.alive()
+
+    @classmethod
+    def register(cls, port: Watched) -> None:
+        """Tell `port` (held weakly) when its server is found gone before a new client is made."""
+        with cls._lock:
+            cls._ports.add(port)
+
+    @classmethod
+    def before_new_client(cls) -> None:
+        """Drop every client of a dead server first: libjack frees them when a new client opens."""
+        with cls._lock:
+            ports = list(cls._ports)
+        for p in ports:
+            w = p.jack_watch
+            if w is not None and not w.alive():
+                p.server_gone("the JACK server went away")

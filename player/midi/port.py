@@ -14,51 +14,36 @@ if not, marks the port lost and reopens it by name when it is back. Sends while
 lost are counted and dropped, never raised. The output sends all-notes-off on
 every (re)open and tracks the notes it left sounding, so no note hangs.
 
-The input's callback (rtmidi's thread; on JACK the reader thread of player.jackmidi) only stamps
+The input's callback (rtmidi's thread; on JACK the reader thread of jack.JackMidiIO) only stamps
 (time.monotonic) and queues; everything else happens on the caller's thread.
 
-JACK specifics (measured with jackd 1.9.21): JACK ports are player.jackmidi's, on
-the system's libjack (python-rtmidi's JACK backend crashed under a MIDI flood and
-dropped what did not fit a cycle: see there). Besides:
-- closing a client that libjack already freed (it frees every dead client when a
-  new one opens) segfaults. So the ports watch the server's socket (`_JackWatch`),
-  stop sending at once, and drop their clients before any new client is made;
-- a burst is queued and paced out over as many cycles as it takes, never dropped;
-  a close waits until the queue has left (`JackMidiIO.flush`).
+JACK ports are jack.py's, on the system's libjack (python-rtmidi's JACK backend
+crashed under a MIDI flood and dropped what did not fit a cycle: see there). A
+port registers with jack.JackWatch, which calls its `server_gone` when the server
+dies; a JACK burst is queued and paced out over as many cycles as it takes, never
+dropped, and a close waits until the queue has left (`flush`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
-import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import mido
 
-from . import jackmidi
-from .portio import (  # noqa: F401  (PortError, PortNotFound are this module's API)
-    RTMIDI,
-    PortError,
-    PortNotFound,
-    _api_id,
-    _explain,
-    _is_jack,
-    _is_rtmidi,
-    _JackWatch,
-    _MidoIO,
-    _own,
-    _quiet_stderr,
-    _RtmidiIO,
-)
+from . import jack, rtmidi_io
+from .backend import PortIO, describe_backend, is_jack, is_own_port, is_rtmidi
+from .errors import PortError, PortNotFound
+from .jack import JackMidiIO, JackWatch
+from .rtmidi_io import MidoIO, RtmidiIO
 
 log = logging.getLogger(__name__)
 
-API_ALIASES = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE", "windows": "WINDOWS_MM"}
 RECONNECT_INTERVAL_S = 1.0  # how often a port checks its peer; a lost synth is back within a second
 JACK_GUARD_SENDS = 500  # JACK: check the server inline after this many sends
 JACK_SILENCE_AGAIN_S = 0.05  # JACK: the closing silence is sent twice, this far apart
@@ -72,69 +57,19 @@ ALL_CHANNELS = tuple(range(16))
 CC_SUSTAIN, CC_ALL_NOTES_OFF = 64, 123
 
 
-def open_backend(name: str | None) -> mido.Backend:
-    """A mido backend by short name (alsa, jack, coremidi, windows), full mido name, or ""/None = auto.
-
-    Auto is rtmidi's default API (ALSA on Linux), except on a Linux without an ALSA
-    sequencer where a JACK server is running: then JACK.
-    """
-    name = (name or "").strip()
-    if not name:
-        full = RTMIDI
-        if sys.platform.startswith("linux") and not os.path.exists("/dev/snd/seq") and _JackWatch.server_up():
-            full = f"{RTMIDI}/UNIX_JACK"  # no ALSA sequencer here (a container, say), but JACK runs
-    elif name.lower() in API_ALIASES:
-        full = f"{RTMIDI}/{API_ALIASES[name.lower()]}"
-    elif "." in name:
-        full = name
-    else:
-        raise PortError(f"unknown MIDI backend {name!r}; use one of {', '.join(API_ALIASES)} or a mido backend name")
-    try:
-        backend = mido.Backend(full, load=True)
-    except Exception as e:  # ImportError, or whatever a broken backend module raises
-        raise PortError(f"cannot load MIDI backend {full!r}: {e}") from None
-    if backend.name == RTMIDI and backend.api:
-        import rtmidi
-
-        compiled = [rtmidi.get_api_name(a) for a in rtmidi.get_compiled_api()]
-        if _api_id(backend) not in rtmidi.get_compiled_api():
-            raise PortError(f"this python-rtmidi has no {backend.api} support (it has: {', '.join(compiled)})")
-    return backend
-
-
-def describe_backend(backend) -> str:
-    if _is_jack(backend):
-        return "JACK (libjack)"
-    if _is_rtmidi(backend):
-        return f"rtmidi/{backend.api}" if backend.api else "rtmidi (default API)"
-    return str(getattr(backend, "name", backend))
-
-
-def list_ports(backend) -> tuple[list[str], list[str]]:
+def list_ports(backend: mido.Backend) -> tuple[list[str], list[str]]:
     """(inputs, outputs): ports we can read from (keyboards) and write to (synths). Raises PortError."""
-    if not _is_rtmidi(backend):
+    if not is_rtmidi(backend):
         try:
             return list(backend.get_input_names()), list(backend.get_output_names())
         except Exception as e:
             raise PortError(f"cannot list MIDI ports ({describe_backend(backend)}): {e}") from None
-    import rtmidi
-
-    if _is_jack(backend):
-        _JackWatch.before_new_client()
-        return jackmidi.list_ports(backend)
-    with _quiet_stderr():  # ALSA and libjack print their complaints to fd 2
-        try:
-            probes = [rtmidi.MidiIn(rtapi=_api_id(backend)), rtmidi.MidiOut(rtapi=_api_id(backend))]
-        except Exception as e:
-            raise PortError(_explain(backend, e)) from None
-        try:
-            return probes[0].get_ports(), probes[1].get_ports()
-        finally:
-            for p in probes:
-                p.delete()
+    if is_jack(backend):
+        return jack.list_ports(backend)
+    return rtmidi_io.list_ports(backend)
 
 
-def format_port_list(backend) -> str:
+def format_port_list(backend: mido.Backend) -> str:
     """What `cadenza-play --list-ports` prints; never raises."""
     head = f"MIDI backend: {describe_backend(backend)}"
     try:
@@ -166,32 +101,45 @@ def resolve_port(query: str, available: list[str], kind: str = "output") -> str:
 def default_output(available: list[str], client_name: str = "cadenza") -> str | None:
     """The first output that is not a "Through" port nor ours, None if there is none."""
     for n in available:
-        if "through" not in n.lower() and not _own(n, client_name):
+        if "through" not in n.lower() and not is_own_port(n, client_name):
             return n
     return None
 
 
-# -- the raw port underneath: rtmidi directly, or any mido backend ----------------------
+_P = TypeVar("_P", bound="Port")
 
 
-class _Port:
+# -- the port that survives its device, over a client of the backend (backend.PortIO) ---------
+
+
+class Port:
+    """What OutputPort and InputPort share: the client underneath, the maintenance thread, the reopen."""
+
     kind = "output"
 
-    def __init__(self, query, backend, client_name, reconnect_interval, callback=None, wait=False):
+    def __init__(
+        self,
+        query: str,
+        backend: mido.Backend,
+        client_name: str,
+        reconnect_interval: float,
+        callback: Callable[[Any, Any], None] | None = None,
+        wait: bool = False,
+    ):
         self.query = query
         self.wait = wait
         self.virtual = query.lower() == "virtual"
         self.client_name = client_name
         self.name = ""
         self.connected = False
-        self.on_reconnect: Callable[["_Port"], None] | None = None
+        self.on_reconnect: Callable[[Port], None] | None = None
         self.lost_count = 0  # times the port was lost
         self._backend = backend
         self._callback = callback
         self._lock = threading.RLock()  # guards the io for senders; held only briefly
         self._maintain_lock = threading.Lock()  # one maintain() at a time (thread or caller)
-        self._io = None
-        self._jack_watch: _JackWatch | None = None
+        self._io: PortIO | None = None
+        self._jack_watch: JackWatch | None = None
         self._lost_at = 0.0
         self._closed = False
         self._stop = threading.Event()
@@ -203,7 +151,7 @@ class _Port:
         self._make_io()
         try:
             try:
-                target = None if self.virtual else self._choose(self._io.names())
+                target = None if self.virtual else self._choose(self._live_io().names())
             except PortNotFound as e:
                 if not self.wait:
                     raise
@@ -214,7 +162,7 @@ class _Port:
         except BaseException:
             self._closed = True
             with contextlib.suppress(Exception):
-                self._io.delete()  # no client left behind in aconnect / jack_lsp
+                self._live_io().delete()  # no client left behind in aconnect / jack_lsp
             self._io = None
             raise
         if self._reconnect_interval > 0:
@@ -225,20 +173,40 @@ class _Port:
         return resolve_port(self.query, names, self.kind)
 
     def _make_io(self) -> None:
-        io_cls = _RtmidiIO if _is_rtmidi(self._backend) else _MidoIO
-        if _is_jack(self._backend):
-            _JackWatch.before_new_client()
-            io_cls = jackmidi.JackMidiIO
-        io = io_cls(self._backend, self.kind, self.client_name, self._callback)
+        io: PortIO
+        if is_jack(self._backend):
+            io = JackMidiIO(self._backend, self.kind, self.client_name, self._callback)
+        elif is_rtmidi(self._backend):
+            io = RtmidiIO(self._backend, self.kind, self.client_name, self._callback)
+        else:
+            io = MidoIO(self._backend, self.kind, self.client_name, self._callback)
         with self._lock:
             self._io = io
-        if getattr(io, "jack", False):
-            self._jack_watch = _JackWatch()
-            _JackWatch.register(self)
+        if io.jack:
+            self._jack_watch = JackWatch()
+            JackWatch.register(self)
+
+    def _live_io(self) -> PortIO:
+        """The client now; a JACK server found gone (another port's thread) may have dropped it meanwhile."""
+        io = self._io
+        if io is None:
+            raise PortError(
+                f"MIDI {self.kind} {self.name or self.query}: no client (closed, or the JACK server went away)"
+            )
+        return io
+
+    @property
+    def jack_watch(self) -> JackWatch | None:
+        """The watch on the JACK server of the current client (jack.Watched); None when not on JACK."""
+        return self._jack_watch
+
+    def server_gone(self, why: str) -> None:
+        """The JACK server went away (jack.JackWatch tells): the port is lost and its client dropped."""
+        self._drop_io(why)
 
     def _open(self, target: str | None) -> None:
         # Senders leave the io alone until `connected`, so it is opened outside the lock.
-        name = self._io.open(target)
+        name = self._live_io().open(target)
         with self._lock:
             self.name = name
             self._on_open()
@@ -264,7 +232,7 @@ class _Port:
 
     def _maintain(self) -> None:
         if self._jack_watch is not None and not self._jack_watch.alive():
-            self._drop_io("the JACK server went away")  # first: its clients must not be used again
+            self.server_gone("the JACK server went away")  # first: its clients must not be used again
         if self.connected:
             if not self.virtual:
                 with self._lock:
@@ -297,14 +265,14 @@ class _Port:
         if self._io is not None and self.virtual:
             self._drop_io("reopening")  # rtmidi opens a virtual port once per client
         if self._io is None:
-            if _is_jack(self._backend) and not _JackWatch.server_up():
+            if is_jack(self._backend) and not JackWatch.server_up():
                 return
             self._make_io()
         else:
             with contextlib.suppress(Exception):
                 self._io.close_port()  # here, not in _lose: that may run on the sender's thread
         with self._lock:
-            names = self._io.names()
+            names = self._live_io().names()
         if self.virtual:
             target = None
         elif self.name in names:
@@ -344,10 +312,10 @@ class _Port:
     def _before_close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self: _P) -> _P:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -355,7 +323,7 @@ class _Port:
         return f"<{type(self).__name__} {self.name or self.query!r} {state}>"
 
 
-class OutputPort(_Port):
+class OutputPort(Port):
     """An output by name substring, "virtual", or "" (first non-Through output, else virtual).
 
     send() never raises. It tracks the notes it leaves sounding (per channel, note);
@@ -400,14 +368,15 @@ class OutputPort(_Port):
         """Send, or count a drop when the port is lost; True when it went out. Never raises."""
         why = None
         with self._lock:
-            ok = self.connected and self._io is not None
-            if ok and self._jack_watch is not None:
-                ok, why = self._jack_guard()
-            if ok:
+            io = self._io if self.connected else None
+            if io is not None and self._jack_watch is not None:
+                why = self._jack_guard(self._jack_watch)
+            if io is not None and why is None:
                 try:
-                    self._io.send(msg)
+                    io.send(msg)
                 except Exception as e:
-                    ok, why = False, f"send failed: {e}"
+                    why = f"send failed: {e}"
+            ok = io is not None and why is None
             if ok:
                 self.sent += 1
             else:
@@ -417,13 +386,14 @@ class OutputPort(_Port):
             self._lose(why)
         return ok
 
-    def _jack_guard(self) -> tuple[bool, str | None]:
+    def _jack_guard(self, watch: JackWatch) -> str | None:
+        """Why not to send (the server is gone), checked every JACK_GUARD_SENDS sends; None: send."""
         self._sends_since_check += 1
         if self._sends_since_check > JACK_GUARD_SENDS:
             self._sends_since_check = 0
-            if not self._jack_watch.alive():  # a send to a dead server would hang
-                return False, "the JACK server went away"
-        return True, None
+            if not watch.alive():  # a send to a dead server would hang
+                return "the JACK server went away"
+        return None
 
     def _track(self, msg: mido.Message, sent: bool) -> None:
         t = msg.type
@@ -468,8 +438,9 @@ class OutputPort(_Port):
             msgs.append(mido.Message("control_change", channel=c, control=CC_ALL_NOTES_OFF, value=0))
             msgs.append(mido.Message("control_change", channel=c, control=CC_SUSTAIN, value=0))
         try:
+            io = self._live_io()
             for m in msgs:
-                self._io.send(m)
+                io.send(m)
             self.sent += len(msgs)
         except Exception as e:
             log.warning("MIDI output %s: all-notes-off failed: %s", self.name, e)
@@ -479,7 +450,7 @@ class OutputPort(_Port):
         if self.connected:
             self.all_notes_off()
             self.flush()  # the silence must leave before the port does
-            if _is_jack(self._backend):
+            if is_jack(self._backend):
                 # jackd's default asynchronous mode loses what a client late for its cycle wrote (nobody
                 # is told), and a late client is often late for several cycles in a row: the closing
                 # CC 123 / CC 64 go out once more, JACK_SILENCE_AGAIN_S later.
@@ -495,13 +466,13 @@ class OutputPort(_Port):
         return bool(flush(timeout)) if flush is not None and self.connected else True
 
 
-class InputPort(_Port):
+class InputPort(Port):
     """An input by name substring, "virtual", "auto", or None/"none" (no input: get() just waits).
 
     "auto" takes the first input that is not a "Through" port nor ours, and waits for one
     (a keyboard plugged in later is found within a reconnect interval).
 
-    The rtmidi callback (on JACK player.jackmidi's 1 ms reader thread) stamps each message with
+    The rtmidi callback (on JACK jack.JackMidiIO's 1 ms reader thread) stamps each message with
     time.monotonic() and queues it;
     a full queue drops (counted in `dropped`), bytes mido cannot parse are counted
     in `malformed`, messages beyond INPUT_RATE per second in `limited` (each
@@ -529,7 +500,7 @@ class InputPort(_Port):
         self._budget, self._budget_t = INPUT_BURST, time.monotonic()
         self._logged, self._logged_at = (0, 0, 0, 0), -COUNTER_LOG_S  # counters as last logged
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.enabled = bool(query) and query.lower() != "none"
+        self.enabled = bool(query and query.lower() != "none")
         self.auto = (query or "").lower() == "auto"
         super().__init__(
             query or "none", backend, client_name, reconnect_interval, callback=self._on_midi, wait=wait or self.auto
