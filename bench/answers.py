@@ -91,6 +91,20 @@ def strong_share(onsets, metre: str, offset: int = 0) -> tuple[int, int]:
     return sum((t + offset) % bar in strong for t in times), len(times)
 
 
+def positions(onsets, metre: str, offset: int = 0) -> list[int]:
+    """Onset times per eighth of the bar (tick t at t + offset from a bar line), and last those between eighths."""
+    bar = BAR_TICKS[metre]
+    out = [0] * (bar // EIGHTH + 1)
+    for t in set(onsets):
+        pos = (t + offset) % bar
+        out[pos // EIGHTH if pos % EIGHTH == 0 else -1] += 1
+    return out
+
+
+def _add(into: list[int], more: list[int]) -> list[int]:
+    return [a + b for a, b in zip(into, more)] if into else list(more)
+
+
 def any_phase_share(onsets, metre: str) -> float:
     """The strong-beat share averaged over the grid's eighth-note shifts (no relation to the bar lines)."""
     bar = BAR_TICKS[metre]
@@ -146,6 +160,7 @@ def answer_record(phrase: dict, path: Path) -> dict:
         "strong": hits,
         "onsets": n,
         "any_phase": any_phase_share([x.start + first for x in answer], phrase["metre"]),
+        "positions": positions([x.start for x in answer], phrase["metre"], first),
         "start": answer[0].start - max(x.end for x in played) if answer and played else None,
     }
 
@@ -216,7 +231,8 @@ def bach_reference(chorales: list[dict], lengths) -> dict:
         notes = [ev.Note(s, p, e) for s, e, p in c["notes"]]
         opening = [n for n in notes if n.start < end]
         label = keys.estimate(opening)
-        r = res.setdefault(metre, {"chorales": 0, "opening": [0, 0], "opening_any": []})
+        r = res.setdefault(metre, {"chorales": 0, "opening": [0, 0], "opening_any": [], "opening_positions": []})
+        r["opening_positions"] = _add(r["opening_positions"], positions([x.start for x in opening], metre))
         r["chorales"] += 1
         h, n = strong_share([x.start for x in opening], metre)
         r["opening"][0] += h
@@ -226,7 +242,10 @@ def bach_reference(chorales: list[dict], lengths) -> dict:
             cont = [x for x in notes if end <= x.start < end + beats * TPQ]
             if not cont:
                 continue
-            b = r.setdefault(str(beats), {"strong": [0, 0], "any": [], "keys": dict.fromkeys(CATEGORIES, 0)})
+            b = r.setdefault(
+                str(beats), {"strong": [0, 0], "any": [], "positions": [], "keys": dict.fromkeys(CATEGORIES, 0)}
+            )
+            b["positions"] = _add(b["positions"], positions([x.start for x in cont], metre))
             h, n = strong_share([x.start for x in cont], metre)
             b["strong"][0] += h
             b["strong"][1] += n
@@ -339,6 +358,30 @@ def tables(phrases: list[dict], answers: list[dict], bach: dict, settings, lengt
             else:
                 cells.append("–")
         out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out.append("\nWhere the onset times fall in the phrase's bar (share per eighth; '·': between eighths):")
+    names = {"4/4": "1 1+ 2 2+ 3 3+ 4 4+", "3/4": "1 1+ 2 2+ 3 3+", "6/8": "1 2 3 4 5 6"}
+    for m in metres:
+        cols = names[m].split() + ["·"]
+        out.append(f"\n| {m} | " + " | ".join(cols) + " |")
+        out.append("|---|" + "---|" * len(cols))
+        rows = [("the phrases", [p for p in phrases if p["metre"] == m], None)]
+        for k in settings:
+            rows.append((f"answers, {k}, {lengths[-1]} beats", None, k))
+        for name, ps, k in rows:
+            hist: list[int] = []
+            if ps is not None:
+                for p in ps:
+                    hist = _add(hist, positions([s for s, _e, _p in p["notes"]], m))
+            else:
+                for a in answers:
+                    if (a["keys"], a["beats"], by_id[a["phrase"]]["metre"]) == (k, lengths[-1], m):
+                        hist = _add(hist, a["positions"])
+            if hist:
+                out.append(f"| {name} | " + " | ".join(share(h, sum(hist)) for h in hist) + " |")
+        r = bach.get(m)
+        if r is not None and str(lengths[-1]) in r:
+            hist = r[str(lengths[-1])]["positions"]
+            out.append(f"| Bach, next {lengths[-1]} beats | " + " | ".join(share(h, sum(hist)) for h in hist) + " |")
     out.append("\nBach's continuations against his opening's estimated key (the reference for the key tables):\n")
     out.append("| continuation | chorales | " + " | ".join(CATEGORIES) + " |")
     out.append("|---|---|" + "---|" * len(CATEGORIES))
@@ -363,7 +406,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keys", nargs="+", default=["default", "off"], help="default (as shipped), off, auto, ...")
     ap.add_argument("--key-strength", type=float, default=None, help="default: the player's")
     ap.add_argument("--limit", type=int, default=None, help="only the first N phrases")
-    ap.add_argument("--bach", type=int, default=40, help="chorales for the reference")
+    ap.add_argument("--bach", type=int, default=80, help="chorales for the reference")
     ap.add_argument("--bach-bars", type=int, default=2, help="bars of a chorale's opening (after the anacrusis)")
     ap.add_argument("--renders", type=Path, default=ROOT / "bench/out/answers", help="the rendered answers")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/out/answers.json")

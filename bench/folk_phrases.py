@@ -11,7 +11,8 @@ its key is the declared one (ABC `K:`) when the Krumhansl–Schmuckler estimate 
 tune and its last note agree with it ("declared"); a tune declared in a major key whose
 estimate and last note say the relative minor (a key signature, not a key: `K:G` for an
 E minor air) is labelled with the minor ("analysis"); modal tunes and any other
-disagreement are left out. A phrase is the notes from the first one (an anacrusis is kept,
+disagreement are left out, and so are tunes whose first bars (as music21 reads them) do not
+add up to the metre. A phrase is the notes from the first one (an anacrusis is kept,
 after a rest to its bar line) to the end of bar 1 to 4, the last note cut at that bar line.
 `key` is the phrase's key (after the transposition); `source_key` (the label), `declared_key`
 (the ABC header as music21 reads it) and `tune_estimate` are the tune's, before it.
@@ -66,7 +67,7 @@ TPQ = ev.TICKS_PER_BEAT  # 24 ticks per quarter, the player's grid
 FILE_TPQ = 480
 TEMPO_BPM = 120
 VELOCITY = 80
-CACHE_VERSION = "folk-v1"
+CACHE_VERSION = "folk-v2"
 # Round the circle of fifths, major and its relative minor in turn: the first n slots spread over keys and modes.
 _FIFTHS = [0, 7, 2, 9, 4, 11, 6, 1, 8, 3, 10, 5]
 SLOT_KEYS = [k for t in _FIFTHS for k in ((t, "major"), ((t + 9) % 12, "minor"))]
@@ -179,6 +180,10 @@ def parse_tune(t: TuneText) -> dict | None:
     pad = float(first.paddingLeft or 0.0)
     if pad == 0.0 and 0 < float(first.duration.quarterLength) < bar:
         pad = bar - float(first.duration.quarterLength)
+    if abs(pad + float(first.duration.quarterLength) - bar) > 1e-6:
+        return None
+    if any(abs(float(m.duration.quarterLength) - bar) > 1e-6 for m in measures[1:5]):
+        return None  # bars that do not add up to the metre: a tune music21 misreads (or a change of metre)
     events: list = []
     whole: list[ev.Note] = []
     limit = (pad + 5 * bar) * TPQ

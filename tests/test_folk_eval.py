@@ -95,6 +95,7 @@ def test_the_recorded_set():
 
 @pytest.mark.slow
 def test_build_a_small_set(tmp_path):
+    pytest.importorskip("music21")
     out, listing = tmp_path / "folk", tmp_path / "folk.json"
     rc = folk_phrases.main(
         ["--limit", "4", "--out", str(out), "--list", str(listing), "--cache", str(tmp_path / "cache.json")]
