@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from cadenza.player import events
+from cadenza.player import conditioning, events
 from cadenza.player.bundle import FORMAT_VERSION, load_bundle, write_bundle
 
 from . import calibrate, edgetpu, fidelity, stepmodel
@@ -64,7 +64,7 @@ def bundle_meta(
     meta = {
         "format": FORMAT_VERSION,
         "variant": variant,
-        "vocab": events.layout(),
+        "vocab": events.layout(conditioned=conditioning.accepts(V)),
         "ticks_per_beat": events.TICKS_PER_BEAT,
         "inputs": tmap.inputs,
         "outputs": tmap.outputs,
@@ -75,6 +75,8 @@ def bundle_meta(
         "corpus": source.config.get("corpus"),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if conditioning.accepts(V):
+        meta["conditioning"] = conditioning.describe()  # how the player feeds the KEY tokens
     if edgetpu_section:
         meta["edgetpu"] = edgetpu_section
     return meta

@@ -66,6 +66,8 @@ def test_nll(model: StepModel, pieces: list, max_tokens: int | None = None) -> d
             if max_tokens is not None and count >= max_tokens:
                 break
             model.step(int(prev), out=logits)
+            if int(nxt) >= events.VOCAB_SIZE:
+                continue  # a KEY token: an input, never scored (as in training)
             total -= log_softmax(logits)[int(nxt)]
             count += 1
         if max_tokens is not None and count >= max_tokens:

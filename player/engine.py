@@ -28,8 +28,8 @@ from collections import deque
 import mido
 import numpy as np
 
+from . import conditioning, keys
 from . import events as ev
-from . import keys
 from .events import TimedMessage
 from .interfaces import StepModel
 from .sampling import Sampler
@@ -96,6 +96,7 @@ class Engine:
         self._cps: list[_Checkpoint] = []
         self.steps = 0
         self.key_bias: np.ndarray | None = None  # [V] added to the logits of what the model plays (keys.bias)
+        self.condition: int | None = None  # the KEY token a key-conditioned model is told (conditioning.py)
 
     # -- the stream -----------------------------------------------------------
 
@@ -114,6 +115,21 @@ class Engine:
     def set_model(self, model: StepModel) -> None:
         """Play another model (a reload), from its next start(): what the old one planned stays as it is."""
         self.model = model
+        if not self.key_conditioned:
+            self.condition = None
+
+    @property
+    def key_conditioned(self) -> bool:
+        """The model takes KEY tokens (its vocabulary has them: the bundle's layout says so)."""
+        return conditioning.accepts(int(self.model.vocab_size))
+
+    def set_condition(self, key: tuple[int, str] | None) -> None:
+        """Tell a key-conditioned model the key to play in (None: no key); a new key is fed at once."""
+        tok = conditioning.key_token(key) if key is not None and self.key_conditioned else None
+        changed = tok != self.condition
+        self.condition = tok
+        if changed and tok is not None and self.logits is not None:
+            self._feed(tok, "key")
 
     def start(self, tick: int = 0) -> None:
         """Begin a new piece at `tick`: fresh state primed with START, nothing sounding."""
@@ -135,7 +151,10 @@ class Engine:
             self.history.append((origin, self.cursor, tok))
         if ev.is_shift(tok):
             self._plan(self.decoder.feed(tok))  # notes reaching their length limit
+            before = self.cursor
             self.cursor += ev.shift_ticks(tok)
+            if self.condition is not None and conditioning.crosses(before, self.cursor):
+                self._feed(self.condition, "key")  # where training put one: time crossing the period
         elif ev.VELOCITY_BASE <= tok < ev.VOCAB_SIZE:
             self.velocity_bin = tok - ev.VELOCITY_BASE
             if origin != "model":  # the velocity in force is the stream's, whoever set it

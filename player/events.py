@@ -52,12 +52,14 @@ NOTE_OFF_BASE = NOTE_ON_BASE + N_PITCHES
 SHIFT_BASE = NOTE_OFF_BASE + N_PITCHES  # SHIFT(k) = SHIFT_BASE + k - 1
 VELOCITY_BASE = SHIFT_BASE + MAX_SHIFT
 VOCAB_SIZE = VELOCITY_BASE + N_VELOCITY_BINS  # 242
+# A key-conditioned model has 24 KEY tokens after these, inputs only (player/conditioning.py).
+KEY_BASE, N_KEYS = VOCAB_SIZE, 24
 
 
-def layout() -> dict:
-    """The vocabulary layout, as written into a bundle's model.json."""
-    return {
-        "size": VOCAB_SIZE,
+def layout(conditioned: bool = False) -> dict:
+    """The vocabulary layout, as written into a bundle's model.json (with KEY tokens for a conditioned model)."""
+    out = {
+        "size": VOCAB_SIZE + (N_KEYS if conditioned else 0),
         "ticks_per_beat": TICKS_PER_BEAT,
         "pad": PAD,
         "start": START,
@@ -69,11 +71,14 @@ def layout() -> dict:
         "velocity_bin_width": VELOCITY_BIN_WIDTH,
         "max_note_ticks": MAX_NOTE_TICKS,
     }
+    if conditioned:
+        out["key"] = [KEY_BASE, N_KEYS]
+    return out
 
 
 def check_layout(other: dict) -> None:
     """Raise ValueError naming the first field where a bundle's layout differs from ours."""
-    mine = layout()
+    mine = layout(conditioned="key" in other)
     for key, value in mine.items():
         theirs = other.get(key)
         if isinstance(value, list) and isinstance(theirs, (list, tuple)):
@@ -168,7 +173,7 @@ def describe(token: int) -> str:
 
 
 def transpose(tokens: np.ndarray, semitones: int) -> np.ndarray:
-    """Transpose a token array, folding notes pushed off the keyboard back by octaves."""
+    """Transpose a token array, folding notes pushed off the keyboard back by octaves (KEY tokens move too)."""
     tokens = np.asarray(tokens, dtype=np.int32).copy()
     for base in (NOTE_ON_BASE, NOTE_OFF_BASE):
         mask = (tokens >= base) & (tokens < base + N_PITCHES)
@@ -176,6 +181,9 @@ def transpose(tokens: np.ndarray, semitones: int) -> np.ndarray:
         idx = np.where(idx < 0, idx + 12 * ((-idx + 11) // 12), idx)
         idx = np.where(idx >= N_PITCHES, idx - 12 * ((idx - N_PITCHES) // 12 + 1), idx)
         tokens[mask] = base + idx
+    mask = (tokens >= KEY_BASE) & (tokens < KEY_BASE + N_KEYS)
+    k = tokens[mask] - KEY_BASE
+    tokens[mask] = KEY_BASE + (k // 12) * 12 + (k % 12 + semitones) % 12
     return tokens
 
 

@@ -137,6 +137,7 @@ class Conductor:
             log.debug("key: %s", keys.name(key))
         self.key = key
         self.engine.key_bias = keys.bias(key, self.key_strength, int(self.engine.model.vocab_size))
+        self.engine.set_condition(key)
 
     def _follow(self, tick: float) -> None:
         """key = "auto": lean to the key of what the keyboard has played (up to `tick`)."""

@@ -47,5 +47,5 @@ def padded(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     arr = np.full((len(pieces), length), events.PAD, np.int32)
     for i, p in enumerate(pieces):
         arr[i, : len(p)] = p
-    mask = arr[:, 1:] != events.PAD
+    mask = (arr[:, 1:] != events.PAD) & (arr[:, 1:] < events.VOCAB_SIZE)  # KEY tokens are inputs, never scored
     return arr, mask

@@ -38,6 +38,14 @@ class TrainConfig:
     rollout_steps: int = 5000  # free-running steps for the cell-state check
     baseline_orders: tuple[int, ...] = tuple(range(1, 9))
     corpus_limit: int = 0  # use only the first N pieces (0 = all); for quick runs
+    # KEY tokens in the stream naming the key around them (player/conditioning.py): the model learns to
+    # follow a key it is told, and the player tells it the phrase's. Adds events.N_KEYS input-only tokens.
+    key_tokens: bool = False
+
+    def __post_init__(self) -> None:
+        want = events.VOCAB_SIZE + (events.N_KEYS if self.key_tokens else 0)
+        if self.vocab_size != want:
+            raise ValueError(f"vocab_size must be {want} with key_tokens={self.key_tokens}, got {self.vocab_size}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -52,6 +60,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training setting {unknown[0]!r}")
         clean = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        if clean.get("key_tokens") and "vocab_size" not in clean:
+            clean["vocab_size"] = events.VOCAB_SIZE + events.N_KEYS
         return cls(**clean)
 
     @classmethod

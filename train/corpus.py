@@ -386,4 +386,15 @@ def splits_for(cfg, cache_dir: Path | None = None) -> tuple[list[Piece], list[Pi
     pieces = load_corpus(cfg.corpus, cache_dir=cache_dir)
     if cfg.corpus_limit:
         pieces = pieces[: cfg.corpus_limit]
-    return split_pieces(pieces, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
+    train, val, test = split_pieces(pieces, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
+    if cfg.key_tokens:
+        train, val, test = ([with_key_tokens(p, cfg.seed) for p in part] for part in (train, val, test))
+    return train, val, test
+
+
+def with_key_tokens(piece: Piece, seed: int = 0) -> Piece:
+    """The piece with KEY tokens (player/conditioning.py), placed the same way on every run for a name and seed."""
+    from cadenza.player import conditioning
+
+    rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(piece.name.encode()).digest()[:8], "little")])
+    return Piece(piece.name, conditioning.insert(piece.tokens, rng))

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cadenza.player import events
+
 from . import batches
 from .config import TrainConfig
 from .model import build_model, zero_states
@@ -31,7 +33,10 @@ class History:
 
 
 def _loss(y, logits):
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    """Mean cross-entropy over the music's targets (KEY tokens are inputs: never a target)."""
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+    scored = tf.cast(y < events.VOCAB_SIZE, ce.dtype)
+    return tf.reduce_sum(ce * scored) / tf.maximum(tf.reduce_sum(scored), 1.0)
 
 
 def evaluate(

@@ -1,0 +1,110 @@
+"""Key conditioning: KEY tokens that tell a conditioned model which key to play in.
+
+A conditioned model has N_KEYS more tokens after the music's (KEY_BASE = events.VOCAB_SIZE):
+KEY(tonic, mode) = KEY_BASE + tonic + 12 * (mode == "minor"). They are inputs, never
+outputs: the engine never samples one, and no loss or NLL counts them as targets.
+
+The same rule places them in training and in the player, so the model hears them where
+it learnt to: a KEY token follows every SHIFT that reaches or crosses a multiple of
+`every` ticks of the stream's time (a phase drawn per piece in training, so their place
+says nothing about the metre), and the player also feeds one when the key it follows
+changes (the start of an answer).
+
+What they name differs on purpose. In training: the key of the notes around the token,
+mostly ahead of it (`back` ticks before to `ahead` after, Krumhansl–Schmuckler on the
+duration-weighted pitch classes), so the model learns that what follows a KEY token is in
+that key. In the player: the key it follows (the phrase's, estimated from the keyboard,
+or one set in the config). A share `dropout` of the tokens is left out in training, so
+the model also plays where none is given (solo with no key set, `key = "off"`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import events as ev
+from . import keys
+
+KEY_BASE, N_KEYS = ev.KEY_BASE, ev.N_KEYS
+EVERY_TICKS = 4 * ev.TICKS_PER_BEAT  # one 4/4 bar
+BACK_TICKS = 4 * ev.TICKS_PER_BEAT  # the label's window: a bar back ...
+AHEAD_TICKS = 8 * ev.TICKS_PER_BEAT  # ... and two ahead
+DROPOUT = 0.15
+MIN_NOTES = 3  # fewer notes in the window: the piece's own key
+
+
+def accepts(vocab_size: int) -> bool:
+    """A model with this vocabulary takes KEY tokens."""
+    return vocab_size >= KEY_BASE + N_KEYS
+
+
+def key_token(key: tuple[int, str]) -> int:
+    tonic, mode = key
+    return KEY_BASE + int(tonic) % 12 + (12 if mode == "minor" else 0)
+
+
+def key_of(token: int) -> tuple[int, str]:
+    k = int(token) - KEY_BASE
+    if not 0 <= k < N_KEYS:
+        raise ValueError(f"not a KEY token: {token}")
+    return k % 12, "minor" if k >= 12 else "major"
+
+
+def is_key(t):
+    """For an int or a numpy array of tokens (elementwise)."""
+    return (t >= KEY_BASE) & (t < KEY_BASE + N_KEYS)
+
+
+def crosses(before: int, after: int, every: int = EVERY_TICKS, phase: int = 0) -> bool:
+    """Time moved from `before` to `after` (> before) onto or across a multiple of `every` (+ phase)."""
+    return (after - phase) // every > (before - phase) // every
+
+
+def strip(tokens: np.ndarray) -> np.ndarray:
+    """The music alone (what an unconditioned model or the n-gram baseline sees)."""
+    t = np.asarray(tokens)
+    return t[~is_key(t)]
+
+
+def insert(
+    tokens: np.ndarray,
+    rng: np.random.Generator,
+    every: int = EVERY_TICKS,
+    back: int = BACK_TICKS,
+    ahead: int = AHEAD_TICKS,
+    dropout: float = DROPOUT,
+) -> np.ndarray:
+    """A training piece with KEY tokens where the player would feed them, naming the key around each."""
+    t = np.asarray(tokens, dtype=np.int32)
+    notes = ev.decode_notes(t)
+    whole = keys.estimate(notes)
+    starts = np.array([n.start for n in notes], dtype=np.int64)
+    phase = int(rng.integers(every))
+    out: list[int] = []
+    tick = 0
+    for tok in t.tolist():
+        out.append(tok)
+        if not ev.is_shift(tok):
+            continue
+        before, tick = tick, tick + ev.shift_ticks(tok)
+        if not crosses(before, tick, every, phase) or rng.random() < dropout:
+            continue
+        lo, hi = np.searchsorted(starts, tick - back), np.searchsorted(starts, tick + ahead)
+        near = notes[lo:hi]
+        key = keys.estimate(near) if len(near) >= MIN_NOTES else whole
+        if key is not None:
+            out.append(key_token(key))
+    return np.asarray(out, dtype=np.int32)
+
+
+def describe() -> dict:
+    """What a bundle's model.json says about its conditioning (the player reads it back)."""
+    return {
+        "kind": "key_tokens",
+        "base": KEY_BASE,
+        "count": N_KEYS,
+        "order": "tonic pitch class (C = 0), +12 for minor",
+        "every_ticks": EVERY_TICKS,
+        "label_window_ticks": [-BACK_TICKS, AHEAD_TICKS],
+        "dropout": DROPOUT,
+    }
