@@ -13,6 +13,11 @@ lower the NLL; one that fights the style raises it.
 
 Also reported: how often Bach's continuation is itself in the opening's key by the
 same estimate (what the steering bench asks of the model).
+
+A key-conditioned model (player/conditioning.py) is told the opening's key as the player
+tells it: a KEY token when the continuation starts (the answer), then one after every SHIFT
+that crosses a period; nothing during the opening (no key known yet). `--untold` scores it
+without any KEY token (the model alone).
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="models/bach.cadenza")
     ap.add_argument("--strengths", type=float, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--phrase-beats", type=float, default=16)
+    ap.add_argument("--untold", action="store_true", help="a key-conditioned model is not told the key")
     args = ap.parse_args(argv)
+    from cadenza.player import conditioning
     from cadenza.player.runtime import open_model
     from cadenza.train.config import TrainConfig
     from cadenza.train.corpus import splits_for
@@ -48,6 +55,7 @@ def main(argv=None) -> int:
     nll_on = {s: 0.0 for s in args.strengths}
     count = count_on = pieces = bach_in_key = 0
     logits = np.empty(model.vocab_size, np.float32)
+    told = conditioning.accepts(int(model.vocab_size)) and not args.untold
     for piece in test:
         toks = np.asarray(piece.tokens)
         notes = ev.decode_notes(toks)
@@ -60,10 +68,15 @@ def main(argv=None) -> int:
         biases = {s: keys.bias(key, s, model.vocab_size) for s in args.strengths}
         model.reset()
         tick = 0
+        key_tok = conditioning.key_token(key)
         for prev, nxt in zip(toks[:-1], toks[1:]):
             model.step(int(prev), out=logits)
             if ev.is_shift(int(prev)):
-                tick += ev.shift_ticks(int(prev))
+                before, tick = tick, tick + ev.shift_ticks(int(prev))
+                if told and before < cut <= tick:
+                    model.step(key_tok, out=logits)  # the answer starts: the player tells the phrase's key
+                elif told and tick > cut and conditioning.crosses(before, tick):
+                    model.step(key_tok, out=logits)
             if tick < cut:
                 continue
             is_on = bool(ev.is_note_on(int(nxt)))
@@ -84,6 +97,7 @@ def main(argv=None) -> int:
         "tokens": count,
         "note_on_tokens": count_on,
         "phrase_beats": args.phrase_beats,
+        "told_the_key": told,
         "bach_continuation_in_opening_key": f"{bach_in_key}/{pieces}",
         "rows": rows,
     }
