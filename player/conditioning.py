@@ -14,8 +14,9 @@ What they name differs on purpose. In training: the key of the notes around the 
 mostly ahead of it (`back` ticks before to `ahead` after, Krumhansl–Schmuckler on the
 duration-weighted pitch classes), so the model learns that what follows a KEY token is in
 that key. In the player: the key it follows (the phrase's, estimated from the keyboard,
-or one set in the config). A share `dropout` of the tokens is left out in training, so
-the model also plays where none is given (solo with no key set, `key = "off"`).
+or one set in the config); with none (solo, `key = "off"`, nothing heard yet), the key of the
+stream's recent notes, its own and the keyboard's, as training named them. A share `dropout` of
+the tokens is left out in training, so a missing one is nothing new to the model.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ BACK_TICKS = 4 * ev.TICKS_PER_BEAT  # the label's window: a bar back ...
 AHEAD_TICKS = 8 * ev.TICKS_PER_BEAT  # ... and two ahead
 DROPOUT = 0.15
 MIN_NOTES = 3  # fewer notes in the window: the piece's own key
+RECENT_HALF_LIFE_TICKS = 8 * ev.TICKS_PER_BEAT  # with no key to tell, the player names the recent notes' key
 
 
 def accepts(vocab_size: int) -> bool:

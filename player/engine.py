@@ -97,6 +97,10 @@ class Engine:
         self.steps = 0
         self.key_bias: np.ndarray | None = None  # [V] added to the logits of what the model plays (keys.bias)
         self.condition: int | None = None  # the KEY token a key-conditioned model is told (conditioning.py)
+        # Without a key to tell (solo, key "off", before the keyboard is heard), a conditioned model is told the
+        # key of the stream's recent notes, its own and the keyboard's: what its training labels named. (Notes
+        # planned and then rolled back count too: a small bias to its own plan, not worth a copy per token.)
+        self.recent = keys.KeyTracker(half_life=conditioning.RECENT_HALF_LIFE_TICKS)
 
     # -- the stream -----------------------------------------------------------
 
@@ -141,6 +145,7 @@ class Engine:
         self.decoder.velocity = ev.DEFAULT_VELOCITY
         self.velocity_bin = None
         self.encoder.reset(self.cursor)
+        self.recent.reset()
         self.last_event_tick = self.cursor
         self._feed(ev.START, "start")
 
@@ -153,14 +158,24 @@ class Engine:
             self._plan(self.decoder.feed(tok))  # notes reaching their length limit
             before = self.cursor
             self.cursor += ev.shift_ticks(tok)
-            if self.condition is not None and conditioning.crosses(before, self.cursor):
-                self._feed(self.condition, "key")  # where training put one: time crossing the period
+            if conditioning.crosses(before, self.cursor) and self.key_conditioned:
+                told = self.condition if self.condition is not None else self._recent_key()
+                if told is not None:
+                    self._feed(told, "key")  # where training put one: time crossing the period
         elif ev.VELOCITY_BASE <= tok < ev.VOCAB_SIZE:
             self.velocity_bin = tok - ev.VELOCITY_BASE
             if origin != "model":  # the velocity in force is the stream's, whoever set it
                 self.decoder.velocity = ev.bin_to_velocity(self.velocity_bin)
         elif tok != ev.START:
             self.last_event_tick = self.cursor
+            if ev.is_note_on(tok):
+                self.recent.note_on(tok - ev.NOTE_ON_BASE + ev.LOW_PITCH, self.cursor)
+            elif ev.is_note_off(tok):
+                self.recent.note_off(tok - ev.NOTE_OFF_BASE + ev.LOW_PITCH, self.cursor)
+
+    def _recent_key(self) -> int | None:
+        key = self.recent.estimate(self.cursor)
+        return None if key is None else conditioning.key_token(key)
 
     def _plan(self, msgs: list[TimedMessage]) -> None:
         self.planned.extend(msgs)

@@ -143,7 +143,9 @@ def test_a_new_key_is_fed_at_once_and_an_unconditioned_model_is_never_told():
     sch, _sink = rig(KeyScript(SCRIPT), mode="solo")
     sch.begin()
     sch.run(until=12.0)
-    assert fed_keys(sch.engine) == []  # no key set: nothing to tell
+    # no key set: the model is told the key of the recent notes (the script's C and E, E the longer)
+    script_key = keys.estimate([ev.Note(0, 60, 12), ev.Note(12, 64, 48)])
+    assert {tok for _i, _t, tok in fed_keys(sch.engine)} == {cond.key_token(script_key)}
     n = len(sch.engine.history)
     sch.conductor.set_key("A major", 0.0)
     assert sch.engine.history[n][0] == "key" and sch.engine.history[n][2] == cond.key_token((9, "major"))
@@ -162,7 +164,7 @@ def test_engine_masks_key_tokens_whatever_the_logits():
     eng.play(0, until=2000)
     for _ in range(500):
         eng.generate()
-    assert not any(cond.is_key(tok) for _o, _t, tok in eng.history)
+    assert not any(cond.is_key(tok) for origin, _t, tok in eng.history if origin != "key")  # only ever told
 
 
 def test_call_response_tells_the_model_the_phrase_key_before_the_answer():
