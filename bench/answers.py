@@ -24,7 +24,8 @@ beat 3 in 4/4 (3/4: beat 1 only; 6/8: eighths 1 and 4). The figure is the share 
 distinct onset times (a chord counts once) on a strong beat, for the answer and for the
 phrase itself; "any phase" is the same share averaged over the bar's eighth-note shifts of
 the grid: what an answer with its own pulse but no relation to the phrase's bar lines would
-score. The reference is Bach's own continuations (music21's `bach` chorales in 4/4 and 3/4:
+score. A table shows where the onset times fall in the bar, eighth by eighth (and between
+eighths). The reference is Bach's own continuations (music21's `bach` chorales in 4/4 and 3/4:
 the opening is the anacrusis and the first `--bach-bars` bars, the continuation the next
 4 and 16 beats from the bar line, all voices), scored the same way, with their key against
 the opening's estimated key.
@@ -364,24 +365,46 @@ def tables(phrases: list[dict], answers: list[dict], bach: dict, settings, lengt
         cols = names[m].split() + ["·"]
         out.append(f"\n| {m} | " + " | ".join(cols) + " |")
         out.append("|---|" + "---|" * len(cols))
-        rows = [("the phrases", [p for p in phrases if p["metre"] == m], None)]
+        sources: list[tuple[str, list[dict] | None, str | None]] = [
+            ("the phrases", [ph for ph in phrases if ph["metre"] == m], None)
+        ]
         for k in settings:
-            rows.append((f"answers, {k}, {lengths[-1]} beats", None, k))
-        for name, ps, k in rows:
+            sources.append((f"answers, {k}, {lengths[-1]} beats", None, k))
+        for name, group, setting in sources:
             hist: list[int] = []
-            if ps is not None:
-                for p in ps:
-                    hist = _add(hist, positions([s for s, _e, _p in p["notes"]], m))
+            if group is not None:
+                for ph in group:
+                    hist = _add(hist, positions([s for s, _e, _p in ph["notes"]], m))
             else:
-                for a in answers:
-                    if (a["keys"], a["beats"], by_id[a["phrase"]]["metre"]) == (k, lengths[-1], m):
-                        hist = _add(hist, a["positions"])
+                for ans in answers:
+                    if (ans["keys"], ans["beats"], by_id[ans["phrase"]]["metre"]) == (setting, lengths[-1], m):
+                        hist = _add(hist, ans["positions"])
             if hist:
                 out.append(f"| {name} | " + " | ".join(share(h, sum(hist)) for h in hist) + " |")
         r = bach.get(m)
         if r is not None and str(lengths[-1]) in r:
             hist = r[str(lengths[-1])]["positions"]
             out.append(f"| Bach, next {lengths[-1]} beats | " + " | ".join(share(h, sum(hist)) for h in hist) + " |")
+    out.append("\nOnset times between eighths (sixteenths, snaps, triplets), by how many the phrase has:\n")
+    out.append(
+        "| phrases | n | the phrases | " + " | ".join(f"answers, {k}, {lengths[-1]} beats" for k in settings) + " |"
+    )
+    out.append("|---|---|---|" + "---|" * len(settings))
+    fine: dict[str, tuple[int, int]] = {}  # phrase id: (onset times between eighths, onset times)
+    for ph in phrases:
+        ph_hist = positions([s for s, _e, _p in ph["notes"]], ph["metre"])
+        fine[ph["id"]] = (ph_hist[-1], sum(ph_hist))
+    for name, test in (("≥ 25 % between eighths", True), ("fewer", False)):
+        ids = {i for i, (f, n) in fine.items() if (f >= 0.25 * n) == test}
+        cells = [share(sum(fine[i][0] for i in ids), sum(fine[i][1] for i in ids))]
+        for k in settings:
+            hs = [
+                ans["positions"]
+                for ans in answers
+                if ans["phrase"] in ids and (ans["keys"], ans["beats"]) == (k, lengths[-1])
+            ]
+            cells.append(share(sum(h[-1] for h in hs), sum(sum(h) for h in hs)))
+        out.append(f"| {name} | {len(ids)} | " + " | ".join(cells) + " |")
     out.append("\nBach's continuations against his opening's estimated key (the reference for the key tables):\n")
     out.append("| continuation | chorales | " + " | ".join(CATEGORIES) + " |")
     out.append("|---|---|" + "---|" * len(CATEGORIES))
