@@ -99,6 +99,24 @@ def insert(
     return np.asarray(out, dtype=np.int32)
 
 
+def shift_continuation(tokens: np.ndarray, rng: np.random.Generator, every: int = EVERY_TICKS) -> np.ndarray:
+    """Training only: the piece with every note from a bar line on (a random one, two bars in at least)
+    moved to another key, so that a KEY token, not the context, is what says where the music goes next."""
+    notes = ev.decode_notes(tokens)
+    if not notes:
+        return np.asarray(tokens, dtype=np.int32)
+    end = max(n.end for n in notes)
+    bars = list(range(2 * every, end - 2 * every, every))
+    if not bars:
+        return np.asarray(tokens, dtype=np.int32)
+    cut = int(rng.choice(bars))
+    semitones = int(rng.choice([-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6]))
+    moved = [
+        ev.Note(n.start, ev.fold_pitch(n.pitch + semitones), n.end, n.velocity) if n.start >= cut else n for n in notes
+    ]
+    return ev.encode_notes(moved)
+
+
 def describe() -> dict:
     """What a bundle's model.json says about its conditioning (the player reads it back)."""
     return {

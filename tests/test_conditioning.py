@@ -243,3 +243,25 @@ def _phrase(tmp_path):
     path = tmp_path / "phrase.mid"
     ev.tokens_to_midi(ev.encode_notes(notes), tempo_bpm=120).save(path)
     return path
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_shifted_continuation_moves_the_notes_from_a_bar_on_and_only_those(seed):
+    """A line of quarter notes over 12 bars (no two notes overlap, so none can collide when moved)."""
+    rng = np.random.default_rng(100 + seed)
+    line = [ev.Note(24 * i, int(rng.integers(48, 84)), 24 * i + 20) for i in range(48)]
+    after = ev.decode_notes(cond.shift_continuation(ev.encode_notes(line), np.random.default_rng(seed)))
+    assert [(n.start, n.end) for n in after] == [(n.start, n.end) for n in line]  # the same rhythm
+    intervals = [(a.pitch - b.pitch) % 12 for a, b in zip(after, line)]
+    cut = next(n.start for n, k in zip(line, intervals) if k)
+    assert cut % cond.EVERY_TICKS == 0 and cut >= 2 * cond.EVERY_TICKS  # from a bar line, two bars in at least
+    assert all(k == 0 for n, k in zip(line, intervals) if n.start < cut)
+    assert len({k for n, k in zip(line, intervals) if n.start >= cut}) == 1  # one interval for all that follow
+
+
+def test_key_shift_applies_to_training_pieces_only():
+    from cadenza.train.config import make_config
+
+    with pytest.raises(ValueError, match="key_shift"):
+        make_config("tiny", key_shift=0.5)
+    assert make_config("tiny", key_tokens=True, key_shift=0.5).key_shift == 0.5

@@ -41,11 +41,16 @@ class TrainConfig:
     # KEY tokens in the stream naming the key around them (player/conditioning.py): the model learns to
     # follow a key it is told, and the player tells it the phrase's. Adds events.N_KEYS input-only tokens.
     key_tokens: bool = False
+    # With key_tokens: the share of training pieces whose continuation, from a random bar on, is moved to
+    # another key (conditioning.shift_continuation), so the KEY token carries what the context cannot.
+    key_shift: float = 0.0
 
     def __post_init__(self) -> None:
         want = events.VOCAB_SIZE + (events.N_KEYS if self.key_tokens else 0)
         if self.vocab_size != want:
             raise ValueError(f"vocab_size must be {want} with key_tokens={self.key_tokens}, got {self.vocab_size}")
+        if not 0.0 <= self.key_shift <= 1.0 or (self.key_shift and not self.key_tokens):
+            raise ValueError(f"key_shift must be in [0, 1] and needs key_tokens, got {self.key_shift}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

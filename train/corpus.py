@@ -388,13 +388,30 @@ def splits_for(cfg, cache_dir: Path | None = None) -> tuple[list[Piece], list[Pi
         pieces = pieces[: cfg.corpus_limit]
     train, val, test = split_pieces(pieces, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
     if cfg.key_tokens:
+        if cfg.key_shift:
+            train = [shifted(p, cfg.key_shift, cfg.seed) for p in train]  # training pieces only
         train, val, test = ([with_key_tokens(p, cfg.seed) for p in part] for part in (train, val, test))
     return train, val, test
+
+
+def _piece_rng(name: str, seed: int, salt: int | None = None) -> np.random.Generator:
+    """A generator fixed by a piece's name and the run's seed (and a salt, one per use)."""
+    h = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+    return np.random.default_rng([seed, h] if salt is None else [seed, salt, h])
+
+
+def shifted(piece: Piece, share: float, seed: int = 0) -> Piece:
+    """With probability `share` (fixed per name and seed), the piece with its continuation in another key."""
+    from cadenza.player import conditioning
+
+    rng = _piece_rng(piece.name, seed, salt=1)
+    if rng.random() >= share:
+        return piece
+    return Piece(piece.name, conditioning.shift_continuation(piece.tokens, rng))
 
 
 def with_key_tokens(piece: Piece, seed: int = 0) -> Piece:
     """The piece with KEY tokens (player/conditioning.py), placed the same way on every run for a name and seed."""
     from cadenza.player import conditioning
 
-    rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(piece.name.encode()).digest()[:8], "little")])
-    return Piece(piece.name, conditioning.insert(piece.tokens, rng))
+    return Piece(piece.name, conditioning.insert(piece.tokens, _piece_rng(piece.name, seed)))
