@@ -52,11 +52,6 @@ def key_of(token: int) -> tuple[int, str]:
     return k % 12, "minor" if k >= 12 else "major"
 
 
-def is_key(t):
-    """For an int or a numpy array of tokens (elementwise)."""
-    return (t >= KEY_BASE) & (t < KEY_BASE + N_KEYS)
-
-
 def crosses(before: int, after: int, every: int = EVERY_TICKS, phase: int = 0) -> bool:
     """Time moved from `before` to `after` (> before) onto or across a multiple of `every` (+ phase)."""
     return (after - phase) // every > (before - phase) // every
@@ -65,7 +60,7 @@ def crosses(before: int, after: int, every: int = EVERY_TICKS, phase: int = 0) -
 def strip(tokens: np.ndarray) -> np.ndarray:
     """The music alone (what an unconditioned model or the n-gram baseline sees)."""
     t = np.asarray(tokens)
-    return t[~is_key(t)]
+    return t[~ev.is_key(t)]
 
 
 def insert(

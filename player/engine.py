@@ -96,6 +96,7 @@ class Engine:
         self._cps: list[_Checkpoint] = []
         self.steps = 0
         self.key_bias: np.ndarray | None = None  # [V] added to the logits of what the model plays (keys.bias)
+        self.key_conditioned = conditioning.accepts(int(model.vocab_size))  # the model takes KEY tokens
         self.condition: int | None = None  # the KEY token a key-conditioned model is told (conditioning.py)
         # Without a key to tell (solo, key "off", before the keyboard is heard), a conditioned model is told the
         # key of the stream's recent notes, its own and the keyboard's: what its training labels named. (Notes
@@ -119,13 +120,9 @@ class Engine:
     def set_model(self, model: StepModel) -> None:
         """Play another model (a reload), from its next start(): what the old one planned stays as it is."""
         self.model = model
+        self.key_conditioned = conditioning.accepts(int(model.vocab_size))
         if not self.key_conditioned:
             self.condition = None
-
-    @property
-    def key_conditioned(self) -> bool:
-        """The model takes KEY tokens (its vocabulary has them: the bundle's layout says so)."""
-        return conditioning.accepts(int(self.model.vocab_size))
 
     def set_condition(self, key: tuple[int, str] | None) -> None:
         """Tell a key-conditioned model the key to play in (None: no key); a new key is fed at once."""
@@ -168,10 +165,11 @@ class Engine:
                 self.decoder.velocity = ev.bin_to_velocity(self.velocity_bin)
         elif tok != ev.START:
             self.last_event_tick = self.cursor
-            if ev.is_note_on(tok):
-                self.recent.note_on(tok - ev.NOTE_ON_BASE + ev.LOW_PITCH, self.cursor)
-            elif ev.is_note_off(tok):
-                self.recent.note_off(tok - ev.NOTE_OFF_BASE + ev.LOW_PITCH, self.cursor)
+            if self.key_conditioned:  # only a conditioned model is ever told the recent notes' key
+                if ev.is_note_on(tok):
+                    self.recent.note_on(tok - ev.NOTE_ON_BASE + ev.LOW_PITCH, self.cursor)
+                elif ev.is_note_off(tok):
+                    self.recent.note_off(tok - ev.NOTE_OFF_BASE + ev.LOW_PITCH, self.cursor)
 
     def _recent_key(self) -> int | None:
         key = self.recent.estimate(self.cursor)

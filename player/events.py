@@ -124,6 +124,11 @@ def is_shift(t):
     return (t >= SHIFT_BASE) & (t < VELOCITY_BASE)
 
 
+def is_key(t):
+    """A KEY token (inputs of a key-conditioned model: player/conditioning.py)."""
+    return (t >= KEY_BASE) & (t < KEY_BASE + N_KEYS)
+
+
 def shift_ticks(t):
     """The ticks a SHIFT token moves time by (meaningful where is_shift)."""
     return t - SHIFT_BASE + 1
@@ -181,7 +186,7 @@ def transpose(tokens: np.ndarray, semitones: int) -> np.ndarray:
         idx = np.where(idx < 0, idx + 12 * ((-idx + 11) // 12), idx)
         idx = np.where(idx >= N_PITCHES, idx - 12 * ((idx - N_PITCHES) // 12 + 1), idx)
         tokens[mask] = base + idx
-    mask = (tokens >= KEY_BASE) & (tokens < KEY_BASE + N_KEYS)
+    mask = is_key(tokens)
     k = tokens[mask] - KEY_BASE
     tokens[mask] = KEY_BASE + (k // 12) * 12 + (k % 12 + semitones) % 12
     return tokens

@@ -62,7 +62,7 @@ def test_key_tokens_follow_the_crossing_shifts_and_name_the_key_around_them(toke
     for k, tok in enumerate(out.tolist()):
         if ev.is_shift(tok):
             tick += ev.shift_ticks(tok)
-        if cond.is_key(tok):
+        if ev.is_key(tok):
             assert k > 0 and ev.is_shift(int(out[k - 1])), "a KEY token comes right after a SHIFT"
             got.append((tick, cond.key_of(tok)))
     assert got == expected
@@ -74,8 +74,8 @@ def test_transposing_moves_the_key_tokens_with_the_notes(tokens, semitones):
     out = cond.insert(tokens, np.random.default_rng(0), dropout=0.0)
     moved = ev.transpose(out, semitones)
     assert np.array_equal(cond.strip(moved), ev.transpose(tokens, semitones))
-    before = [cond.key_of(t) for t in out.tolist() if cond.is_key(t)]
-    after = [cond.key_of(t) for t in moved.tolist() if cond.is_key(t)]
+    before = [cond.key_of(t) for t in out.tolist() if ev.is_key(t)]
+    after = [cond.key_of(t) for t in moved.tolist() if ev.is_key(t)]
     assert after == [((tonic + semitones) % 12, mode) for tonic, mode in before]
 
 
@@ -83,8 +83,8 @@ def test_dropout_leaves_out_about_its_share():
     rng = np.random.default_rng(1)
     notes = [ev.Note(12 * i, 60 + (i % 5), 12 * i + 12) for i in range(2000)]
     tokens = ev.encode_notes(notes)
-    full = cond.is_key(cond.insert(tokens, np.random.default_rng(1), dropout=0.0)).sum()
-    kept = cond.is_key(cond.insert(tokens, rng, dropout=0.15)).sum()
+    full = ev.is_key(cond.insert(tokens, np.random.default_rng(1), dropout=0.0)).sum()
+    kept = ev.is_key(cond.insert(tokens, rng, dropout=0.15)).sum()
     assert 0.80 < kept / full < 0.90
 
 
@@ -134,7 +134,7 @@ def test_the_engine_feeds_the_key_after_each_crossing_and_never_plays_one():
         origin, before, tok = eng.history[i - 1]
         if ev.is_shift(tok):
             assert cond.crosses(before, tick), (before, tick)
-    assert not any(cond.is_key(tok) for origin, _t, tok in eng.history if origin != "key")
+    assert not any(ev.is_key(tok) for origin, _t, tok in eng.history if origin != "key")
     notes = [m for _t, m in sink.sent if m.type == "note_on"]
     assert notes, "the script still plays"
 
@@ -164,7 +164,7 @@ def test_engine_masks_key_tokens_whatever_the_logits():
     eng.play(0, until=2000)
     for _ in range(500):
         eng.generate()
-    assert not any(cond.is_key(tok) for origin, _t, tok in eng.history if origin != "key")  # only ever told
+    assert not any(ev.is_key(tok) for origin, _t, tok in eng.history if origin != "key")  # only ever told
 
 
 def test_call_response_tells_the_model_the_phrase_key_before_the_answer():
@@ -195,7 +195,7 @@ def test_training_settings_size_the_vocabulary_and_scoring_skips_key_targets():
     notes = [ev.Note(12 * i, 60 + (i % 7), 12 * i + 12) for i in range(100)]
     plain = ev.encode_notes(notes)
     keyed = cond.insert(plain, np.random.default_rng(0), dropout=0.0)
-    assert cond.is_key(keyed).sum() > 5
+    assert ev.is_key(keyed).sum() > 5
     _arr, mask_plain = batches.padded([plain])
     _arr, mask_keyed = batches.padded([keyed])
     assert mask_plain.sum() == mask_keyed.sum()  # the same music targets are scored
