@@ -255,3 +255,26 @@ def test_bach_skips_an_unreadable_chorale(tmp_path, monkeypatch, caplog):
     assert len(pieces) == 2 and broken.name not in [p.name for p in pieces]
     [warning] = warnings_of(caplog)
     assert warning.getMessage() == f"skipping {broken}: broken"
+
+
+def test_folk_corpus_leaves_out_the_evaluation_tunes_and_the_reserved_corpora():
+    import json
+
+    listed = json.loads((Path(__file__).parent.parent / "bench" / "folk_phrases.json").read_text())
+    evaluation = {f"{p['source']['corpus']}/{p['source']['file']}#{p['source']['number']}" for p in listed["phrases"]}
+    assert corpus.folk_heldout() == evaluation
+    tunes = corpus.folk_tunes()
+    names = [name for name, _ in tunes]
+    assert len(names) == len(set(names)) > 2000
+    assert not evaluation & set(names)
+    assert {n.split("/")[0] for n in names} == set(corpus.FOLK_CORPORA)
+    assert not any(r in n.lower() for n in names for r in corpus.FOLK_RESERVED)
+
+
+def test_an_abc_tune_becomes_notes_without_its_chord_symbols():
+    tune = 'X:1\nT:t\nM:3/4\nL:1/8\nK:D\n"D"d2 f2 a2|"A"g2 e2 c2|"D"d6|]\n'
+    tokens, why = corpus._parse_abc(tune)
+    assert why == "" and tokens is not None
+    ons = tokens[ev.is_note_on(tokens)] - ev.NOTE_ON_BASE + ev.LOW_PITCH
+    assert list(ons) == [74, 78, 81, 79, 76, 73, 74]  # the melody only: no chord tones of "D" or "A"
+    assert corpus._parse_abc("X:1\nK:C\n")[0] is None

@@ -20,7 +20,9 @@ log = logging.getLogger("cadenza.train")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="cadenza-train", description=__doc__.split("\n")[0])
-    p.add_argument("--corpus", default="bach", help="'bach' (built in) or a folder of .mid/.midi files")
+    p.add_argument(
+        "--corpus", default="bach", help="'bach' or 'folk' (built in, from music21), or a folder of .mid/.midi files"
+    )
     p.add_argument("--preset", default="default", help="tiny | default | large")
     p.add_argument("--out", required=True, type=Path, help="run directory to create")
     p.add_argument("--cache-dir", type=Path, default=None, help="where parsed corpora are cached")

@@ -16,7 +16,7 @@ from cadenza.player import events
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     preset: str = "default"
-    corpus: str = "bach"  # "bach" (shipped with music21) or a folder of MIDI files
+    corpus: str = "bach"  # "bach" or "folk" (shipped with music21) or a folder of MIDI files
     vocab_size: int = events.VOCAB_SIZE
     embed_dim: int = 64  # 242 tokens need few dimensions; the LSTM does the work
     hidden: int = 256  # per layer; sized so `default` trains in < 45 min on 2 cores

@@ -1,6 +1,7 @@
 """Training pieces as token arrays: the built-in Bach chorales or a folder of MIDI files.
 
     pieces = load_corpus("bach")                  # parsed once, then read from the cache
+    pieces = load_corpus("folk")                  # music21's ABC folk tunes (see FOLK_CORPORA)
     pieces = load_corpus("~/midi/jazz")           # every .mid/.midi below the folder
     train, val, test = split_pieces(pieces)       # by piece, never by window
     windows_source = augment(train)               # 12 transpositions of each training piece
@@ -69,6 +70,9 @@ def load_corpus(
     if spec == "bach":
         pieces = _load_bach(Path(cache_dir) if cache_dir else default_cache_dir(), limit, workers)
         where = "the music21 Bach chorales"
+    elif spec == "folk":
+        pieces = _load_folk(Path(cache_dir) if cache_dir else default_cache_dir(), limit, workers)
+        where = "the music21 folk tunes"
     else:
         root = Path(spec).expanduser()
         pieces = _load_midi(root, limit)
@@ -246,11 +250,11 @@ def _load_bach(cache_dir: Path, limit: int | None, workers: int) -> list[Piece]:
     return pieces
 
 
-def _cache_name(music21_version: str, limit: int | None) -> str:
+def _cache_name(music21_version: str, limit: int | None, version: str = CACHE_VERSION) -> str:
     # The codec's layout is part of the key: new vocabulary, new cache.
     codec = hashlib.sha1(json.dumps(events.layout(), sort_keys=True).encode()).hexdigest()[:8]
     suffix = "" if limit is None else f"-first{limit}"
-    return f"{CACHE_VERSION}-music21-{music21_version}-codec-{codec}{suffix}.npz"
+    return f"{version}-music21-{music21_version}-codec-{codec}{suffix}.npz"
 
 
 def _chorale_paths() -> list[Path]:
@@ -265,9 +269,11 @@ def _chorale_paths() -> list[Path]:
     return sorted(paths, key=lambda p: p.name)
 
 
-def _parse_all(paths: list[str], workers: int) -> list[tuple[np.ndarray | None, str]]:
+def _parse_all(paths: list[str], workers: int, parse=None) -> list[tuple[np.ndarray | None, str]]:
+    """parse (default _parse_chorale) over the items, in a process pool when there are enough."""
+    parse = parse or _parse_chorale
     if workers <= 1 or len(paths) < POOL_MIN_FILES:
-        return [_parse_chorale(p) for p in paths]
+        return [parse(p) for p in paths]
     import multiprocessing
     import sys
     from concurrent.futures import ProcessPoolExecutor
@@ -278,10 +284,10 @@ def _parse_all(paths: list[str], workers: int) -> list[tuple[np.ndarray | None, 
     ctx = multiprocessing.get_context("spawn" if threads else "fork")
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            return list(pool.map(_parse_chorale, paths, chunksize=8))
+            return list(pool.map(parse, paths, chunksize=8))
     except BrokenProcessPool as exc:  # e.g. spawn from a script without a __main__ guard
         log.warning("parsing in one process: the process pool failed (%s)", exc)
-        return [_parse_chorale(p) for p in paths]
+        return [parse(p) for p in paths]
 
 
 def _parse_chorale(path: str) -> tuple[np.ndarray | None, str]:
@@ -298,7 +304,7 @@ def _parse_chorale(path: str) -> tuple[np.ndarray | None, str]:
     return tokens, ""
 
 
-def score_notes(score) -> list[events.Note]:
+def score_notes(score, skip: type | None = None) -> list[events.Note]:
     """The notes of a music21 score on our tick grid, tied notes merged into one.
 
     Offsets are quarter lengths, so a tick is 1/24 of one; tempo marks are
@@ -308,7 +314,7 @@ def score_notes(score) -> list[events.Note]:
     out = []
     for n in score.stripTies().flatten().notes:
         ql = Fraction(n.quarterLength)
-        if ql <= 0:
+        if ql <= 0 or (skip is not None and isinstance(n, skip)):
             continue
         start = round(Fraction(n.offset) * events.TICKS_PER_BEAT)
         end = max(round((Fraction(n.offset) + ql) * events.TICKS_PER_BEAT), start + 1)
@@ -316,6 +322,94 @@ def score_notes(score) -> list[events.Note]:
         for p in getattr(n, "pitches", ()):
             out.append(events.Note(start, int(p.midi), end, int(vel)))
     return sorted(out)
+
+
+# -- the folk tunes ---------------------------------------------------------
+
+FOLK_CACHE_VERSION = "folk-v1"
+# music21's ABC collections of folk tunes that are training material. Two more, oneills1850 and
+# essenFolksong, are kept for independent evaluation and never read here.
+FOLK_CORPORA = ("airdsAirs", "ryansMammoth", "miscFolk")
+FOLK_RESERVED = ("oneills1850", "essenfolksong")
+# The tunes whose openings are the evaluation phrases of bench/folk_phrases.py: never trained on.
+FOLK_HELDOUT = Path(__file__).with_name("folk_heldout.json")
+
+
+def folk_heldout() -> frozenset[str]:
+    return frozenset(json.loads(FOLK_HELDOUT.read_text())["tunes"])
+
+
+def folk_tunes() -> list[tuple[str, str]]:
+    """(name, ABC text) of every tune of FOLK_CORPORA but the held-out ones; name is corpus/file#X."""
+    import re
+
+    from music21 import corpus
+
+    held = folk_heldout()
+    out = []
+    for name in FOLK_CORPORA:
+        for path in sorted(Path(p) for p in corpus.getComposer(name)):
+            if any(r in str(path).lower() for r in FOLK_RESERVED):
+                raise CorpusError(f"{path}: a corpus reserved for independent evaluation")
+            text = path.read_text(encoding="utf-8", errors="replace")
+            for chunk in re.split(r"(?m)^(?=X:)", text):
+                if not chunk.startswith("X:"):
+                    continue
+                number = re.match(r"X:\s*(\S*)", chunk)
+                tune = f"{name}/{path.name}#{number.group(1) if number else '?'}"
+                if tune not in held:
+                    out.append((tune, chunk.strip() + "\n"))
+    return out
+
+
+def _load_folk(cache_dir: Path, limit: int | None, workers: int) -> list[Piece]:
+    import music21
+
+    tunes = folk_tunes()
+    if limit is not None:
+        tunes = tunes[:limit]
+    digest = hashlib.sha1("\n".join(name for name, _ in tunes).encode()).hexdigest()[:8]
+    cache = cache_dir / _cache_name(music21.__version__, limit, version=f"{FOLK_CACHE_VERSION}-{digest}")
+    if cache.exists():
+        try:
+            pieces = _read_cache(cache)
+        except Exception as exc:
+            log.warning("ignoring unreadable cache %s: %s", cache, exc)
+        else:
+            log.info("read %d folk tunes from %s", len(pieces), cache)
+            return pieces
+    t0 = time.perf_counter()
+    log.info("parsing %d folk tunes with music21 (once; cached in %s)", len(tunes), cache_dir)
+    results = _parse_all([text for _, text in tunes], workers, parse=_parse_abc)
+    pieces = [Piece(name, tokens) for (name, _), (tokens, _why) in zip(tunes, results) if tokens is not None]
+    skipped = len(tunes) - len(pieces)
+    n_parsed = len(pieces)
+    pieces = _deduplicate(pieces)
+    log.info(
+        "parsed %d folk tunes in %.1f s: %d skipped, %d duplicates dropped",
+        n_parsed,
+        time.perf_counter() - t0,
+        skipped,
+        n_parsed - len(pieces),
+    )
+    if not pieces:
+        raise CorpusError(f"no usable folk tune in music21's corpus ({skipped} skipped)")
+    _write_cache(cache, pieces)
+    return pieces
+
+
+def _parse_abc(text: str) -> tuple[np.ndarray | None, str]:
+    """(tokens, "") of one ABC tune, or (None, reason); never raises. Chord symbols are not notes."""
+    try:
+        from music21 import converter, harmony
+
+        score = converter.parse(text, format="abc")
+        tokens = events.encode_notes(score_notes(score, skip=harmony.Harmony))
+    except Exception as exc:  # music21 raises many kinds on text it cannot read
+        return None, f"music21 cannot read it ({exc or type(exc).__name__})"
+    if not has_notes(tokens):
+        return None, "no notes"
+    return tokens, ""
 
 
 def _write_cache(path: Path, pieces: Sequence[Piece]) -> None:
@@ -331,7 +425,7 @@ def _write_cache(path: Path, pieces: Sequence[Piece]) -> None:
             tokens=np.concatenate([p.tokens for p in pieces]).astype(np.int32),
         )
     os.replace(tmp, path)
-    log.info("cached %d chorales in %s", len(pieces), path)
+    log.info("cached %d pieces in %s", len(pieces), path)
 
 
 def _read_cache(path: Path) -> list[Piece]:
