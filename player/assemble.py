@@ -12,6 +12,7 @@ here, so each of them runs the same parts wired the same way:
     conductor   mode, phrase gap, answer length, key, pedal
     scheduler   the clock, time base, inbox and sink; velocity scale, clock bytes sent
     router      the scheduler's input: the CC map, thru, the input channel
+    switcher    with a patch bank: switches the engine's model on a bar line (the scheduler's background work)
 
 What the user sets comes from config.Settings; what differs per use (the clock,
 where input comes from, where output goes, the callbacks) is passed beside it.
@@ -34,6 +35,7 @@ from .engine import Engine
 from .events import TimedMessage
 from .interfaces import Clock, Inbox, Sink, StepModel
 from .midiclock import ClockFollower
+from .patches import Bank, Slot, Switcher
 from .sampling import Sampler
 from .scheduler import IDLE, LOOKAHEAD, MARGIN, Scheduler
 from .steering import Conductor
@@ -74,6 +76,7 @@ class Player:
     conductor: Conductor
     scheduler: Scheduler
     router: InputRouter
+    switcher: Switcher | None = None
 
 
 def build_player(
@@ -93,6 +96,9 @@ def build_player(
     on_sent: Callable[[TimedMessage, float], None] | None = None,
     on_change: Callable[[str, object], None] | None = None,
     on_input: Callable[[float, mido.Message], None] | None = None,
+    bank: Bank | None = None,
+    patch: int | None = None,
+    on_patch: Callable[[Slot, int], None] | None = None,
 ) -> Player:
     """The player's parts from `settings`, playing `model` on `clock`, from `inbox` to `sink`.
 
@@ -103,6 +109,8 @@ def build_player(
     lookahead, margin, idle: the scheduler's (scheduler.LOOKAHEAD etc.).
     on_alive(now): every pass of the loop. on_sent(message, deadline): after each send.
     on_change(setting, value): a control changed a setting. on_input(t, msg): every input message, first.
+    bank: the patch bank (patches.Bank), `patch` the program of `model` in it (None: not in it), on_patch(slot,
+    tick) when another patch has taken over.
     """
     s, play = settings, settings.play
     timebase: TempoMap | ClockFollower
@@ -147,4 +155,8 @@ def build_player(
         on_input=on_input,
     )
     scheduler.handle = router  # (the router acts on the scheduler's parts: it is made after it)
-    return Player(clock, timebase, sampler, engine, conductor, scheduler, router)
+    switcher = None
+    if bank is not None:
+        switcher = Switcher(bank, engine, conductor, current=patch, on_switch=on_patch)
+        scheduler.background = router.patches = switcher
+    return Player(clock, timebase, sampler, engine, conductor, scheduler, router, switcher)

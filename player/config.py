@@ -98,6 +98,7 @@ class Controls:
     panic: int = dataclasses.field(default=25, metadata=CC)  # silences everything: worth a button
     phrase_end: int = dataclasses.field(default=-1, metadata=CC)  # no button assumed; silence ends a phrase
     key_strength: int = dataclasses.field(default=26, metadata=CC)  # the next knob in the row
+    patch: int = dataclasses.field(default=27, metadata=CC)  # steps through the patch bank; and the next
     sustain_ends_phrase: bool = _f(True, "bool")  # lifting the pedal is a natural "your turn"
 
 
@@ -115,6 +116,16 @@ class Log:
 
 
 @dataclass(frozen=True)
+class Patch:
+    """A patch of the bank ([patches]): the Program Change number that selects it, its model bundle, and a
+    program the synth is sent when it takes over (-1: none)."""
+
+    program: int
+    model: str
+    synth_program: int = -1
+
+
+@dataclass(frozen=True)
 class Settings:
     model: str = _f("", "str")  # "" = the bundle shipped with the player
     num_threads: int = _f(1, "int", 1, 64)  # one core inferring leaves the others to MIDI and the OS
@@ -127,6 +138,8 @@ class Settings:
     controls: Controls = field(default_factory=Controls)
     record: Record = field(default_factory=Record)
     log: Log = field(default_factory=Log)
+    # [patches]: Program Change number -> bundle (player/patches.py). None (no table): the shipped bundles.
+    patches: tuple[Patch, ...] | None = field(default=None, metadata={"kind": "patches", "lo": None, "hi": None})
 
     def replace(self, **dotted) -> "Settings":
         """`settings.replace(**{"play.tempo": 120.0})`: a checked copy."""
@@ -155,7 +168,9 @@ def load_config(path: Path | str | None = None) -> Settings:
         raise ConfigError(f"{path}: {e}") from None
     flat = {}
     for key, value in data.items():
-        if key in _SECTION_CLASSES:
+        if key == "patches":
+            flat[key] = value
+        elif key in _SECTION_CLASSES:
             if not isinstance(value, dict):
                 raise ConfigError(f"[{key}] must be a table, got {value!r}")
             for sub, v in value.items():
@@ -167,6 +182,8 @@ def load_config(path: Path | str | None = None) -> Settings:
     for key in _PATH_KEYS:
         if isinstance(flat.get(key), str) and flat[key] and not Path(flat[key]).is_absolute():
             flat[key] = str((path.parent / flat[key]).resolve())
+    if "patches" in flat:
+        flat["patches"] = _parse_patches(flat["patches"], path.parent)
     settings = override(Settings(), flat)
     log.debug("settings from %s", path)
     return settings
@@ -213,6 +230,39 @@ def _check_controls(controls: "Controls", changed: Mapping[str, Any]) -> None:
         owner[cc] = f.name
 
 
+def _parse_patches(table: Any, base: Path | None = None) -> tuple[Patch, ...]:
+    """[patches] as read from TOML: {"0": "bach.cadenza", "1": {model = "folk.cadenza", program = 73}}.
+    Paths relative to `base` (the config file's folder)."""
+    if isinstance(table, tuple) and all(isinstance(p, Patch) for p in table):
+        return table
+    if not isinstance(table, dict):
+        raise ConfigError(f"[patches] must be a table of Program Change numbers, got {table!r}")
+    out = []
+    for key, value in table.items():
+        where = f"patches.{key}"
+        if not (isinstance(key, str) and key.isdigit() and 0 <= int(key) <= 127):
+            raise ConfigError(f"{where}: a patch is named by its Program Change number, 0..127; got {key!r}")
+        if isinstance(value, str):
+            model, synth = value, -1
+        elif isinstance(value, dict):
+            unknown = sorted(set(value) - {"model", "program"})
+            if unknown:
+                raise ConfigError(f"unknown key '{where}.{unknown[0]}'; a patch has: model, program")
+            given = value.get("model")
+            if not isinstance(given, str):
+                raise ConfigError(f"{where}.model must be the path of a model bundle, got {given!r}")
+            model = given
+            synth = _check(f"{where}.program", value.get("program", -1), {**CC, "lo": -1})
+        else:
+            raise ConfigError(f'{where} must be a bundle path or {{ model = "...", program = N }}, got {value!r}')
+        if not model:
+            raise ConfigError(f"{where}: the model path is empty")
+        if base is not None and not Path(model).expanduser().is_absolute():
+            model = str((base / model).resolve())
+        out.append(Patch(int(key), str(Path(model).expanduser()), synth))
+    return tuple(sorted(out, key=lambda p: p.program))
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
     """'play.tempo=120' -> ('play.tempo', 120): a TOML value, or a bare string."""
     key, sep, raw = text.partition("=")
@@ -250,6 +300,8 @@ def _check(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
         if value not in meta["choices"]:
             raise ConfigError(f"{key} must be one of {', '.join(map(repr, meta['choices']))}, got {value!r}")
         return value
+    if kind == "patches":
+        return None if value is None else _parse_patches(value)
     if kind == "int?" and value is None:
         return None
     if kind in ("int", "int?"):

@@ -9,6 +9,9 @@ A knob (CC value 0..127) maps to a setting:
     key_strength  0 .. 7, linear (64 ~ 3.5, the default; 0 lets the model leave the key)
     panic         value >= 64: every note off, the model stops (and listens again)
     phrase_end    value >= 64: the phrase is over, answer now
+    patch         the patch bank in program order, evenly spread over the knob's travel
+
+A Program Change selects the patch of that number (player/patches.py); one with none is ignored.
 
 CC 64 (sustain) is always read: releasing it ends a phrase when sustain_ends_phrase.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import mido
 
@@ -25,6 +28,9 @@ from .config import MODES
 from .events import CC_SUSTAIN, SWITCH_ON
 from .logutil import Throttle
 from .scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from .patches import Switcher
 
 log = logging.getLogger(__name__)
 QUIET = Throttle(log)  # a CC storm must not write a line per message
@@ -48,6 +54,7 @@ class ControlMap:
     phrase_end: int | None = None
     sustain_ends_phrase: bool = True
     key_strength: int | None = None
+    patch: int | None = None
 
     @classmethod
     def from_settings(cls, controls) -> "ControlMap":
@@ -64,6 +71,7 @@ class ControlMap:
             cc("phrase_end"),
             bool(getattr(controls, "sustain_ends_phrase", True)),
             cc("key_strength"),
+            cc("patch"),
         )
 
     def interpret(self, control: int, value: int) -> tuple[str, object] | None:
@@ -86,6 +94,8 @@ class ControlMap:
             return ("panic", True) if value >= SWITCH_ON else None
         if control == self.phrase_end:
             return ("phrase_end", True) if value >= SWITCH_ON else None
+        if control == self.patch:
+            return "patch", min(max(int(value), 0), 127)
         return None
 
 
@@ -111,6 +121,7 @@ class InputRouter:
         self.input_channel = input_channel  # 0..15, None: every channel
         self.on_change = on_change
         self.on_input = on_input
+        self.patches: Switcher | None = None  # the patch bank's switcher, when there is a bank
 
     def set_controls(self, controls: ControlMap) -> None:
         """A new CC map (a reload)."""
@@ -133,6 +144,8 @@ class InputRouter:
             change = self.controls.interpret(msg.control, msg.value)
             if change is not None:
                 self.apply(*change, t=t, tick=tick)
+        elif msg.type == "program_change" and self.patches is not None:
+            self.patches.request(msg.program)
 
     def apply(self, name: str, value, t: float, tick: float) -> None:
         sch = self.scheduler
@@ -157,6 +170,10 @@ class InputRouter:
             sch.silence()
         elif name == "phrase_end":
             cond.end_phrase(tick)
+        elif name == "patch":  # (the switcher tells when the patch has changed, at the bar line)
+            if self.patches is not None:
+                self.patches.request_knob(int(value))
+            return
         log.debug("control %s = %s", name, value)
         if self.on_change is not None:
             self.on_change(name, value)

@@ -29,6 +29,7 @@ from .assemble import Player, build_player
 from .clock import RealClock
 from .controls import ControlMap
 from .interfaces import Clock, StepModel
+from .patches import Bank, Slot
 from .scheduler import PortInbox, Scheduler
 
 if TYPE_CHECKING:
@@ -58,6 +59,26 @@ def open_model(settings: Settings) -> TfLiteStepModel:
     model = _open(path, num_threads=settings.num_threads)
     log.info("model %s (vocabulary %d, hidden %d)", path, model.vocab_size, model.hidden)
     return model
+
+
+def open_bank(settings: Settings, model: StepModel) -> Bank:
+    """The patch bank ([patches], or the shipped bundles), every bundle opened (`model`, already open, reused).
+    A broken bundle: BundleError naming the patch (exit 2)."""
+    from .bundle import model_search_path
+    from .patches import default_patches
+    from .runtime import open_model as _open
+
+    patches = settings.patches
+    if patches is None:
+        patches = tuple(default_patches([p.parent for p in model_search_path()]))
+    t0 = time.perf_counter()
+    bank = Bank.open(
+        patches, lambda path: _open(path, num_threads=settings.num_threads), opened={model_path(settings): model}
+    )
+    if len(bank):
+        listing = ", ".join(f"{s.program} {s.name}" for s in bank.slots.values())
+        log.info("patches: %s (opened in %.2f s)", listing, time.perf_counter() - t0)
+    return bank
 
 
 def set_realtime(priority: int = RT_PRIORITY) -> bool:
@@ -178,6 +199,7 @@ class Daemon:
         self.player: Player | None = None  # built by run() once the ports are open
         self._keyboard = self._solo_for_keyboard = False  # a keyboard just found; solo until one is
         self._pm_qos: int | None = None  # the open /dev/cpu_dma_latency request, if any
+        self.bank: Bank | None = None
 
     # -- wiring ---------------------------------------------------------------
 
@@ -199,6 +221,7 @@ class Daemon:
 
     def _build(self, model: StepModel, out: OutputPort, inp: InputPort) -> Player:
         recorder = self.recorder
+        bank = self.bank
         return build_player(
             self.settings,
             model,
@@ -209,7 +232,34 @@ class Daemon:
             on_alive=self._alive,
             on_change=self._changed,
             on_input=None if recorder is None else lambda t, msg: recorder.record("in", t, msg),
+            bank=bank,
+            patch=self._program_of(bank, self.settings),
+            on_patch=self._patched,
         )
+
+    @staticmethod
+    def _program_of(bank: Bank | None, settings: Settings) -> int | None:
+        slot = None if bank is None else bank.find(model_path(settings))
+        return None if slot is None else slot.program
+
+    def _patched(self, slot: Slot, tick: int) -> None:
+        """Another patch has taken over, from the bar line at `tick` (the time is on time.monotonic())."""
+        player, _ = self._parts()
+        when = (
+            f" from the bar line at tick {tick} ({player.timebase.time_of(tick):.4f} s)"
+            if player.engine.playing
+            else ""
+        )
+        log.info("patch %d: %s%s (%s)", slot.program, slot.name, when, slot.path)
+        self._status()
+
+    def _synth_program(self) -> int:
+        """The program the synth is sent on start and when it comes back: the patch's, else [midi] program."""
+        switcher = self.player.switcher if self.player is not None else None
+        slot = switcher.slot if switcher is not None else None
+        if slot is not None and slot.synth_program >= 0:
+            return slot.synth_program
+        return self.settings.midi.program
 
     def _changed(self, setting: str, value: object) -> None:
         self._status()  # a control changed a setting
@@ -226,6 +276,8 @@ class Daemon:
         if tb.external:
             text += " (external clock)"
         text += f", {cond.describe_key()}"
+        if player.switcher is not None:
+            text += f", {player.switcher.describe()}"
         notify.status(text)
         return text
 
@@ -278,6 +330,7 @@ class Daemon:
         try:
             new = override(load_config(self.config_path), self.overrides)
             model = open_model(new)
+            bank = open_bank(new, model)
         except Exception as e:  # a broken file must not stop the music
             log.error("reload failed, keeping the old settings and model: %s", " ".join(str(e).split()))
             notify.ready()
@@ -306,6 +359,9 @@ class Daemon:
             pedal_hold_bars=play.pedal_hold_bars,
         )
         player.router.set_controls(ControlMap.from_settings(new.controls))
+        self.bank = bank
+        if player.switcher is not None:
+            player.switcher.reconfigure(bank, self._program_of(bank, new))
         cond.reconfigure(mode=play.mode)
         self._solo_until_keyboard()
         cond.restart(tick)  # the new model has not heard the old phrase
@@ -320,6 +376,7 @@ class Daemon:
         s = self.settings
         t_start = time.monotonic()
         model = open_model(s)
+        self.bank = open_bank(s, model)
         # Real-time before the ports' threads exist, so they inherit it: a normal-priority thread
         # holding the GIL while preempted would otherwise stall the loop (measured: 59 ms).
         set_realtime()
@@ -334,14 +391,18 @@ class Daemon:
             self.player = self._build(model, out, inp)
             sch = self.player.scheduler
             out.all_notes_off()
-            if s.midi.program >= 0:
-                program = mido.Message("program_change", channel=s.midi.channel - 1, program=s.midi.program)
-                out.send(program)
+            if self._synth_program() >= 0:
+                out.send(mido.Message("program_change", channel=s.midi.channel - 1, program=self._synth_program()))
 
-                def send_program(port: object) -> None:  # (`port` is `out`, reopened)
-                    out.send(program)
+            def send_program(port: object) -> None:  # (`port` is `out`, reopened): the synth's sound again
+                if self._synth_program() >= 0:
+                    out.send(
+                        mido.Message(
+                            "program_change", channel=self.settings.midi.channel - 1, program=self._synth_program()
+                        )
+                    )
 
-                out.on_reconnect = send_program
+            out.on_reconnect = send_program
             signal.signal(signal.SIGTERM, self._on_stop)
             signal.signal(signal.SIGINT, self._on_stop)
             signal.signal(signal.SIGHUP, self._on_hup)

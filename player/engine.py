@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 LEAD_IN_GUARD = 8  # tokens without a note before the lead-in allows only NOTE_ON
 MAX_TOKENS_PER_TICK = 48  # a model stuck on one tick is made to move on (a SHIFT only)
+# The stream's recent tokens kept for another model to hear (a patch switch warms its new model on the last
+# bars): a few bars of four-voice chorale at most; older ones fall off.
+RECENT_TOKENS = 4096
 
 
 def _masks(vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -61,6 +64,7 @@ class _Checkpoint:
     lead_in: int  # tokens sampled in the lead-in so far, -1 when none
     last_event_tick: int
     history: int
+    fed: int  # tokens fed since start() before this point
 
 
 class Engine:
@@ -79,7 +83,7 @@ class Engine:
         self.decoder = ev.StreamDecoder(channel=channel)
         self.encoder = ev.StreamEncoder()
         self.rest_limit = rest_limit  # a longer silence before a phrase starts a new piece
-        self._normal, self._lead, self._on_only, self._shift_only = _masks(int(model.vocab_size))
+        self._set_masks(int(model.vocab_size))
         self._same_tick = 0  # tokens generated at the cursor without time moving
         self.cursor = 0  # the tick the model's stream has reached
         self.logits: np.ndarray | None = None  # [V] for the next token
@@ -102,6 +106,14 @@ class Engine:
         # key of the stream's recent notes, its own and the keyboard's: what its training labels named. (Notes
         # planned and then rolled back count too: a small bias to its own plan, not worth a copy per token.)
         self.recent = keys.KeyTracker(half_life=conditioning.RECENT_HALF_LIFE_TICKS)
+        # The stream since start() as (index, tick, token), the last RECENT_TOKENS of it; `fed` counts them and
+        # `piece` the start()s, so a listener (patches.Switcher) can follow the stream while it plays.
+        self.stream: deque[tuple[int, int, int]] = deque(maxlen=RECENT_TOKENS)
+        self.fed = 0
+        self.piece = 0
+
+    def _set_masks(self, vocab: int) -> None:
+        self._normal, self._lead, self._on_only, self._shift_only = _masks(vocab)
 
     # -- the stream -----------------------------------------------------------
 
@@ -120,9 +132,29 @@ class Engine:
     def set_model(self, model: StepModel) -> None:
         """Play another model (a reload), from its next start(): what the old one planned stays as it is."""
         self.model = model
+        self._set_masks(int(model.vocab_size))
         self.key_conditioned = conditioning.accepts(int(model.vocab_size))
         if not self.key_conditioned:
             self.condition = None
+
+    @property
+    def settled(self) -> int:
+        """The stream's index before which nothing can be undone any more (no checkpoint reaches back there)."""
+        for cp in self._cps:
+            if cp.produced >= self.taken:
+                return cp.fed
+        return self.fed
+
+    def adopt(self, model: StepModel, logits: np.ndarray) -> None:
+        """Go on with another model that has heard this stream up to now (a patch switch): `logits` are its
+        prediction of the next token. Nothing before this point can be undone with the old model's state, and
+        when playing, the new model's first token is a note, at the cursor: the switch leaves no gap."""
+        self.set_model(model)
+        self.logits = logits
+        self._cps.clear()
+        self._same_tick = 0
+        if self.playing:
+            self.lead_in = 0
 
     def set_condition(self, key: tuple[int, str] | None) -> None:
         """Tell a key-conditioned model the key to play in (None: no key); a new key is fed at once."""
@@ -144,11 +176,16 @@ class Engine:
         self.encoder.reset(self.cursor)
         self.recent.reset()
         self.last_event_tick = self.cursor
+        self.stream.clear()
+        self.fed = 0
+        self.piece += 1
         self._feed(ev.START, "start")
 
     def _feed(self, tok: int, origin: str) -> None:
         self.logits = self.model.step(tok)
         self.steps += 1
+        self.stream.append((self.fed, self.cursor, tok))
+        self.fed += 1
         if self.keep_history:
             self.history.append((origin, self.cursor, tok))
         if ev.is_shift(tok):
@@ -199,6 +236,7 @@ class Engine:
                 self.lead_in,
                 self.last_event_tick,
                 len(self.history),
+                self.fed,
             )
         )
 
@@ -233,6 +271,9 @@ class Engine:
         self.playing, self.limit, self.lead_in = cp.playing, cp.limit, cp.lead_in
         self.last_event_tick = cp.last_event_tick
         del self.history[cp.history :]
+        while self.stream and self.stream[-1][0] >= cp.fed:
+            self.stream.pop()
+        self.fed = cp.fed
         return self.cursor
 
     # -- listening --------------------------------------------------------------
@@ -290,6 +331,16 @@ class Engine:
         self.playing = True
         self.limit = until
         self.lead_in = 0 if lead_in else -1
+
+    def play_to(self, tick: int) -> None:
+        """Playing, after a rollback to `tick` or before it: the stream is silence up to `tick`."""
+        self._move_to(int(tick), "rest", checkpoint=False)
+
+    def plan_at(self, tick: int, msgs: list[mido.Message]) -> None:
+        """Messages of the player's own to go out at `tick`, after those planned for it already."""
+        self._plan([TimedMessage(int(tick), m) for m in msgs])
+        if len(self.planned) > len(msgs) and self.planned[-len(msgs) - 1].tick > tick:
+            self.planned = deque(sorted(self.planned, key=lambda m: m.tick))  # keep tick order (a stable sort)
 
     def catch_up(self, tick: int) -> None:
         """Playing, with the stream behind `tick` (a rollback for the keyboard): what it would still

@@ -6,6 +6,7 @@
     Sink       the output: a port (ports.OutputPort), the daemon's recording sink, render.ListSink
     StepModel  one step of the model with its state inside: runtime.StepModel, support.fakes
     InputHandler  what the scheduler hands input to: controls.InputRouter
+    Background    work the scheduler's loop does in slices between sends: patches.Switcher
 
 Each is structural (typing.Protocol): a test fake needs no base class, only the
 methods. This module imports no other part of the player, so every part may
@@ -14,7 +15,7 @@ import it.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -96,3 +97,14 @@ class InputHandler(Protocol):
     """Takes every input message that is not an external clock's: (seconds, message, tick)."""
 
     def __call__(self, t: float, msg: Any, tick: float, /) -> None: ...
+
+
+class Background(Protocol):
+    """Work done a slice at a time between the loop's sends (a patch switch warming its new model)."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    def work(self, now_tick: float, time_left: Callable[[], float], /) -> bool:
+        """A slice while time_left() > 0; True when there is more to do soon."""
+        ...

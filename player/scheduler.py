@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 import mido
 
 from .events import TimedMessage
-from .interfaces import Clock, Inbox, InputHandler, Sink, Stamped, TimeBase
+from .interfaces import Background, Clock, Inbox, InputHandler, Sink, Stamped, TimeBase
 from .logutil import Throttle
 from .midiclock import ClockFollower
 from .steering import Conductor
@@ -35,6 +35,7 @@ CLOCK_TYPES = ("clock", "start", "stop", "continue", "songpos")
 LOOKAHEAD = 0.15  # s the engine may plan ahead: inference never delays a send
 MARGIN = 0.002  # s: no inference when a send is due within this
 IDLE = 0.05  # s, the longest sleep: input and the watchdog are seen at least this often
+BACKGROUND_WAKE = 0.005  # s: background work with more to do comes back this soon
 
 
 # -- inboxes: where input comes from -------------------------------------------
@@ -145,6 +146,7 @@ class Scheduler:
         self.send_clock = send_clock
         self.on_alive = on_alive
         self.on_sent = on_sent
+        self.background: Background | None = None  # a patch switch in slices (patches.Switcher)
         self._stop = False
         self._pending: list[Stamped] = []
         self._heard_wake: float | None = None  # when the keyboard's last tick reaches the model
@@ -249,6 +251,10 @@ class Scheduler:
         cond.update(tb.tick_at(now), tb.tick_at(now + self.lookahead))
         eng.catch_up(math.ceil(tb.tick_at(now)))  # after a rollback: no note planned in the past
         self.send_due()
+        more = False
+        if self.background is not None and self.background.busy:
+            more = self.background.work(tb.tick_at(now), self._time_left)
+            self.send_due()
         while True:  # generate ahead, never into a send's margin
             now = clock.now()
             nxt = eng.next_tick()
@@ -257,7 +263,7 @@ class Scheduler:
             if not cond.wants(tb.tick_at(now + self.lookahead)):
                 break
             eng.generate()
-        wake = now + self.idle
+        wake = now + (BACKGROUND_WAKE if more else self.idle)
         nxt = eng.next_tick()
         if nxt is not None:
             wake = min(wake, tb.time_of(nxt))
@@ -276,6 +282,13 @@ class Scheduler:
             # wait made the replanned notes late by as much (50 ms, measured in bench/soak.py).
             wake = min(wake, max(now, self._heard_wake))
         return wake
+
+    def _time_left(self) -> float:
+        """Seconds of inference the loop can spare now: until the next send, less the margin."""
+        nxt = self.engine.next_tick()
+        now = self.clock.now()
+        until = now + self.idle if nxt is None else self.timebase.time_of(nxt)
+        return until - now - self.margin
 
     def _transport(self, tb: ClockFollower, event: str | None, t: float) -> None:
         """Start / Stop / Continue from an external clock."""

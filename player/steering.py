@@ -81,6 +81,7 @@ class Conductor:
         self.phrase_notes = 0  # keyboard notes since the last answer
         self.last_release = 0.0  # tick of the last note-off (or pedal release)
         self.answer_start: int | None = None
+        self.bar_origin = 0  # a bar line: where the answer or the playing began
         self.gap_end: float | None = None  # the moment (tick) the current answer's gap completed
         self.answers = 0  # answers finished or cut
         self.listeners: list[Callable[[str, int], None]] = []  # (event, tick): answer-start, answer-end
@@ -108,6 +109,19 @@ class Conductor:
     def answer_ticks(self) -> int:
         beats = self.answer_beats if self.answer_beats is not None else self.answer_bars * self.beats_per_bar
         return max(1, int(round(beats * TICKS_PER_BEAT)))
+
+    @property
+    def bar_ticks(self) -> int:
+        return self.beats_per_bar * TICKS_PER_BEAT
+
+    def next_bar(self, tick: float) -> int:
+        """The first bar line at or after `tick` (bars counted from where the answer or the playing began)."""
+        bars = math.ceil((tick - self.bar_origin) / self.bar_ticks - 1e-9)
+        return self.bar_origin + bars * self.bar_ticks
+
+    def model_changed(self) -> None:
+        """The engine plays another model (a patch switch): the key's lean is made again for its vocabulary."""
+        self._lean(self.key)
 
     def _emit(self, event: str, tick: int) -> None:
         for fn in self.listeners:
@@ -199,6 +213,7 @@ class Conductor:
         until = None if self.solo_beats is None else tick + int(round(self.solo_beats * TICKS_PER_BEAT))
         self.engine.play(tick, until=until)
         self.state = "play"
+        self.bar_origin = tick
 
     def _answer(self, gap_end: float) -> None:
         start = math.ceil(gap_end - 1e-9)
@@ -207,7 +222,7 @@ class Conductor:
         self._follow(gap_end)
         self.engine.play(start, until=start + self.answer_ticks, lead_in=True)
         self.state = "answer"
-        self.answer_start = start
+        self.answer_start = self.bar_origin = start
         self.gap_end = gap_end
         log.debug("answer planned at tick %d (gap ended at %.2f)", start, gap_end)
         self._emit("answer-start", start)

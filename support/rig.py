@@ -30,7 +30,9 @@ MELODY = [
 
 
 # The CCs the tests turn (the knob row 21..27)
-RIG_CONTROLS = Controls(temperature=21, tempo=22, mode=23, answer_bars=24, panic=25, phrase_end=26, key_strength=27)
+RIG_CONTROLS = Controls(
+    temperature=21, tempo=22, mode=23, answer_bars=24, panic=25, phrase_end=26, key_strength=27, patch=28
+)
 
 
 def rig(model, mode="solo", events=(), phrase_gap=1.0, answer_bars=1, **kw):
