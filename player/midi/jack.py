@@ -187,7 +187,9 @@ class JackMidiIO:
         self.written = 0  # messages handed to the server
         self.deferred = 0  # cycles whose port buffer filled up: the rest went out a cycle later
         self.too_big = 0  # messages larger than the port buffer can ever take
+        self.xruns = 0  # cycles the server reported late (asynchronous mode: what they carried may be lost)
         self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
         self.client.set_shutdown_callback(self._shutdown)
         self.client.activate()
 
@@ -226,6 +228,9 @@ class JackMidiIO:
         self.written += written
         self.deferred += full
         self.too_big += too_big
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        self.xruns += 1
 
     def _shutdown(self, status, reason) -> None:
         self.server_gone = True

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 RECONNECT_INTERVAL_S = 1.0  # how often a port checks its peer; a lost synth is back within a second
 JACK_GUARD_SENDS = 500  # JACK: check the server inline after this many sends
 JACK_SILENCE_AGAIN_S = 0.05  # JACK: the closing silence is sent twice, this far apart
+JACK_SILENCE_MAX = 6  # ... and again while the server reports xruns after it, up to this many times in all
 COUNTER_LOG_S = 10.0  # an input that drops or cannot parse says so at most this often
 # An input takes at most INPUT_RATE messages a second (bursts of INPUT_BURST), twice what a
 # MIDI cable carries (~1000 three-byte messages/s): a flood from a broken device or a
@@ -451,12 +452,28 @@ class OutputPort(Port):
             self.all_notes_off()
             self.flush()  # the silence must leave before the port does
             if is_jack(self._backend):
-                # jackd's default asynchronous mode loses what a client late for its cycle wrote (nobody
-                # is told), and a late client is often late for several cycles in a row: the closing
-                # CC 123 / CC 64 go out once more, JACK_SILENCE_AGAIN_S later.
-                time.sleep(JACK_SILENCE_AGAIN_S)
-                self.all_notes_off()
-                self.flush()
+                # jackd's default asynchronous mode loses what a client late for its cycle wrote, and a
+                # late client is often late for several cycles in a row. The server reports such a cycle
+                # as an xrun: the closing CC 123 / CC 64 go out once more, JACK_SILENCE_AGAIN_S later,
+                # and again while xruns came after the last one (JACK_SILENCE_MAX in all).
+                sends = 1
+                xruns = self._xruns()
+                while sends < JACK_SILENCE_MAX:
+                    time.sleep(JACK_SILENCE_AGAIN_S)
+                    now = self._xruns()
+                    if sends >= 2 and now == xruns:
+                        break
+                    xruns = now
+                    self.all_notes_off()
+                    self.flush()
+                    sends += 1
+                if sends > 2:
+                    log.info("MIDI output %s: closing silence sent %d times (JACK xruns)", self.name, sends)
+
+    def _xruns(self) -> int:
+        """The xruns the JACK server has reported to this port's client (0 on other backends)."""
+        with self._lock:
+            return int(getattr(self._io, "xruns", 0))
 
     def flush(self, timeout: float = 2.0) -> bool:
         """Until what was sent has left this process (JACK: queued messages paced out); False on timeout."""
