@@ -76,7 +76,7 @@ def open_bank(settings: Settings, model: StepModel) -> Bank:
         patches, lambda path: _open(path, num_threads=settings.num_threads), opened={model_path(settings): model}
     )
     if len(bank):
-        listing = ", ".join(f"{s.program} {s.name}" for s in bank.slots.values())
+        listing = ", ".join(f"{s.program} {s.name} ({s.load_seconds:.3f} s)" for s in bank.slots.values())
         log.info("patches: %s (opened in %.2f s)", listing, time.perf_counter() - t0)
     return bank
 
