@@ -221,3 +221,22 @@ def test_bad_patches_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_a_storm_of_program_changes_leaves_the_music_going_and_nothing_hanging():
+    a, b, c = BigramModel(seed=1), BigramModel(seed=2), BigramModel(seed=3)
+    storm = [(0.5 + i * 0.01, mido.Message("program_change", program=i % 4)) for i in range(400)]  # 3 is empty
+    sch, sink = rig(a, mode="duet", events=storm, bank=_bank(a, b, c), patch=0)
+    sch.begin()
+    sch.run(until=sch.clock.now() + 10.0)
+    sch.end()
+    ons = [t for t, m in sink.sent if m.type == "note_on" and m.velocity]
+    assert ons and max(ons) > sch.clock.now() - 2.0  # still playing after the storm
+    sounding: dict[int, int] = {}
+    for _, m in sink.sent:
+        if m.type == "note_on" and m.velocity:
+            sounding[m.note] = sounding.get(m.note, 0) + 1
+        elif m.type in ("note_off", "note_on"):
+            sounding[m.note] = 0
+    assert not any(sounding.values())
+    assert sch.background.current == 2 and not sch.background.busy  # the last patch asked for (3 is empty)

@@ -434,6 +434,29 @@ def c_phrase(keys: Keys, synth: Synth) -> bool:
     )
 
 
+@check("patch")
+def c_patch(keys: Keys, synth: Synth) -> bool:
+    """A Program Change from the keyboard: the folk patch of the default bank, an answer in it, and back."""
+    c = cursor()
+    keys.cmd("send c0,01")  # Program Change 1, channel 1
+    to_folk = journal_has(r"patch 1: folk", c, timeout=60)
+    phrase = [67, 71, 74, 72, 71, 69, 67, 66]  # G major
+    reply = keys.cmd("notes " + ",".join(map(str, phrase)) + " 0.4")
+    t_end = float(reply[2])
+    wait_for(lambda: synth.notes(t_end) > 0, 20)
+    time.sleep(3)
+    n = synth.notes(t_end)
+    c2 = cursor()
+    keys.cmd("send c0,00")
+    to_bach = journal_has(r"patch 0: bach", c2, timeout=60)
+    return result(
+        bool(to_folk) and n > 0 and bool(to_bach),
+        "patch",
+        f"Program Change 1: {'folk playing' if to_folk else 'no switch'}; a phrase answered with {n} notes; "
+        f"Program Change 0: {'bach again' if to_bach else 'no switch'}",
+    )
+
+
 @check("flood")
 def c_flood(keys: Keys, synth: Synth) -> bool:
     pid, nr = main_pid(), restarts()
@@ -585,6 +608,7 @@ def c_journal() -> bool:
     text = "\n".join(journal())
     want = {
         "model": r"model .*bach\.cadenza",
+        "patches": r"patches: 0 bach .*1 folk",
         "ready": r"ready in [\d.]+ s",
         "output": r"MIDI output .*stage-synth.* open",
         "input": r"MIDI input .*stage-keys",
@@ -621,6 +645,7 @@ def part1(tree: str) -> None:
     c_reload(synth)
     keys = c_keyboard(synth) or Keys(tree)
     c_phrase(keys, synth)
+    c_patch(keys, synth)
     c_flood(keys, synth)
     c_reconnect(keys, synth)
     c_stop(synth)
