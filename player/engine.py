@@ -336,6 +336,13 @@ class Engine:
         """Playing, after a rollback to `tick` or before it: the stream is silence up to `tick`."""
         self._move_to(int(tick), "rest", checkpoint=False)
 
+    def release_sounding(self) -> None:
+        """End the notes the model sounds, at the cursor: their note-offs are planned and the stream hears them."""
+        released = self.decoder.release_all()
+        self._plan(released)
+        for m in released:
+            self._feed(ev.note_off(m.message.note), "model")
+
     def plan_at(self, tick: int, msgs: list[mido.Message]) -> None:
         """Messages of the player's own to go out at `tick`, after those planned for it already."""
         self._plan([TimedMessage(int(tick), m) for m in msgs])

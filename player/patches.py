@@ -14,7 +14,8 @@ never a surprise mid-performance; the bundles stay loaded, so a switch reads not
 A switch keeps the music going. The new patch's model first hears the stream's last bars, the keyboard's and
 the model's notes as they sounded (Engine.stream), a slice at a time between the scheduler's sends; once it
 has caught up, it takes over on the next bar line: the old model's plan after the bar is undone (nothing there
-has been sent), the new model hears the rest up to the bar, and its first token is a note on the bar line. With
+has been sent), its notes still sounding end on the bar, the new model hears the rest up to the bar, and its
+first token is a note on the bar line. With
 nothing playing (listening for a phrase) it takes over as soon as it has caught up.
 
     bank = Bank.open(patches, open_fn)             # BundleError naming the patch and the file
@@ -267,6 +268,7 @@ class Switcher:
             return False  # the old model has not planned up to the bar yet
         eng.rollback(w.bar)
         eng.play_to(w.bar)
+        eng.release_sounding()  # the old patch's notes end on the bar line: the new one begins there
         while w.next_index < eng.fed:
             self._hear(w, w.next_index)
         self._take_over(w, w.bar)

@@ -240,3 +240,18 @@ def test_a_storm_of_program_changes_leaves_the_music_going_and_nothing_hanging()
             sounding[m.note] = 0
     assert not any(sounding.values())
     assert sch.background.current == 2 and not sch.background.busy  # the last patch asked for (3 is empty)
+
+
+def test_the_old_patch_notes_end_on_the_bar_line():
+    held = [ev.note_on(48), ev.note_on(55), *[ev.shift(48)] * 4, ev.note_off(48), ev.note_off(55)]
+    a, b = ScriptModel(held), Hearing(HIGH)  # the old patch holds a fifth for two bars at a time
+    sch, sink, switches = _play(a, b, switch_at=1.3)
+    bar = switches[0][1]
+    ticks = _ticks(sch, sink)
+    for note in (48, 55):
+        ons = [t for t, m in ticks if m.type == "note_on" and m.velocity and m.note == note]
+        offs = [t for t, m in ticks if m.note == note and (m.type == "note_off" or not m.velocity)]
+        assert ons and max(ons) < bar and offs and min(o for o in offs if o > max(ons)) == bar
+    # the new patch heard them end: its stream has their note-offs at the bar, before its first note
+    (_, _, history, heard) = switches[0]
+    assert heard[-2:] == [ev.note_off(48), ev.note_off(55)]
