@@ -76,7 +76,7 @@ install:
 	$(DESTDIR)$(PREFIX)/venv/bin/python -m pip install -q --upgrade pip
 	$(DESTDIR)$(PREFIX)/venv/bin/python -m pip install -q '.[$(PI_EXTRA)]'
 	install -d $(DESTDIR)$(PREFIX)/share $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(UNITDIR)
-	install -m 0644 models/bach.cadenza $(DESTDIR)$(PREFIX)/share/bach.cadenza
+	install -m 0644 models/bach.cadenza models/folk.cadenza $(DESTDIR)$(PREFIX)/share/
 	install -m 0644 README.md $(DESTDIR)$(PREFIX)/README.md
 	sed 's|/opt/cadenza|$(PREFIX)|g' systemd/cadenza.service > $(DESTDIR)$(UNITDIR)/cadenza.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cadenza.service

@@ -55,7 +55,8 @@ def test_the_wheel_holds_only_the_cadenza_namespace(wheel):
     assert modules == in_tree_modules, sorted(modules ^ in_tree_modules)
     assert "cadenza/__init__.py" not in names  # a namespace: other distributions may add to it
     assert not any(n.startswith(("cadenza/tests/", "cadenza/support/", "cadenza/bench/")) for n in names)
-    assert any(n.endswith(".data/data/share/cadenza/bach.cadenza") for n in names)  # the default model
+    for model in ("bach", "folk"):  # the shipped models: the default and the default bank's second patch
+        assert any(n.endswith(f".data/data/share/cadenza/{model}.cadenza") for n in names), model
 
 
 def test_cadenza_play_help_from_the_installed_wheel(wheel, tmp_path):

@@ -83,7 +83,7 @@ def test_install_into_a_staging_root(tmp_path):
     if res.returncode != 0 and "No matching distribution" in res.stdout + res.stderr:
         pytest.skip("package index unreachable")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert (dest / "opt/cadenza/share/bach.cadenza").exists()
+    assert (dest / "opt/cadenza/share/bach.cadenza").exists() and (dest / "opt/cadenza/share/folk.cadenza").exists()
     unit = (dest / "etc/systemd/system/cadenza.service").read_text()
     assert "ExecStart=/opt/cadenza/venv/bin/cadenza-play" in unit
     assert (cfg_dir / "config.toml").read_text() == "# mine\n"  # never overwritten
