@@ -73,3 +73,39 @@ def test_a_broken_bundle_in_the_bank_is_one_line_and_exit_2(bundle, tmp_path):
     r = run_player("--config", cfg, "--model", bundle, "--output", "nothing", "--duration", "1")
     line = one_line_exit_2(r)
     assert line.startswith("cadenza-play: patch 1 (") and "second.cadenza" in line, line
+
+
+def test_reload_takes_a_new_bank_and_a_broken_one_keeps_the_old(jack_server, bundle, tmp_path):
+    ns = NotifySocket()
+    cfg = _bank_config(tmp_path, bundle)
+    with JackReceiver(None, client="synthr") as rx:
+        proc = jack_player(bundle, ns, "--output", "synthr", "--duration", "30", input="virtual", config=cfg)
+        try:
+            ns.read(until="READY=1")
+            # a third patch, then SIGHUP: the new bank is opened and the patch playing keeps its number
+            shutil.copy(bundle, tmp_path / "third.cadenza")
+            cfg.write_text(cfg.read_text() + '7 = "third.cadenza"\n')
+            proc.send_signal(signal.SIGHUP)
+            assert proc.wait_log("reloaded settings and model", timeout=10)
+            assert proc.wait_log("7 third (", timeout=1), proc.log()[-2000:]
+            with JackSender("cadenza", client="keysr") as keys:
+                time.sleep(0.5)
+                keys.send(mido.Message("program_change", program=7))
+                lines = ns.read(until="STATUS=solo, 240 BPM, temperature 1.00, key free, patch 7 third", timeout=5)
+                assert any(ln.endswith("patch 7 third") for ln in lines), lines
+                # a bank with a broken bundle: the reload fails in one line, the old bank stays
+                (tmp_path / "fourth.cadenza").write_bytes(b"garbage")
+                cfg.write_text(cfg.read_text() + '8 = "fourth.cadenza"\n')
+                proc.send_signal(signal.SIGHUP)
+                assert proc.wait_log("reload failed", timeout=10)
+                keys.send(mido.Message("program_change", program=1))
+                lines = ns.read(until="STATUS=solo, 240 BPM, temperature 1.00, key free, patch 1 second", timeout=5)
+                assert any(ln.endswith("patch 1 second") for ln in lines), lines
+            assert proc.stop(signal.SIGTERM, timeout=10) == 0
+            rx.settle()
+            assert sounding_after(rx.messages()) == set()
+            failed = [ln for ln in proc.log().splitlines() if "reload failed" in ln]
+            assert len(failed) == 1 and "patch 8 (" in failed[0] and "fourth.cadenza" in failed[0], failed
+        finally:
+            proc.close()
+            ns.close()
