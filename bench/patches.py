@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import mido
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for bench and support
 
@@ -65,19 +64,6 @@ def config(folder: Path, bank: list[str], tempo: float, client: str, empty: bool
 def own_mb(pid: int) -> float:
     m = mem_kb(pid)
     return round((m.get("RssAnon", 0) + m.get("RssFile", 0)) / 1024, 1)
-
-
-def stats(xs) -> dict:
-    a = np.asarray(xs, float) * 1000
-    if not a.size:
-        return {}
-    return {
-        "n": int(a.size),
-        "p50_ms": round(float(np.percentile(a, 50)), 2),
-        "p99_ms": round(float(np.percentile(a, 99)), 2),
-        "max_ms": round(float(a.max()), 2),
-        "min_ms": round(float(a.min()), 2),
-    }
 
 
 def main(argv=None) -> int:
@@ -148,8 +134,8 @@ def main(argv=None) -> int:
         {
             "exit_code": code,
             "switches_done": len(switches),
-            "bar_to_first_note": stats(first_note),
-            "bar_to_synth_program": stats(program_at),
+            "bar_to_first_note_ms": jackrig.stats_ms(first_note),
+            "bar_to_synth_program_ms": jackrig.stats_ms(program_at),
             "notes": sum(1 for m in msgs if m.type == "note_on" and m.velocity),
             "notes_left_sounding": len(sounding_after(msgs)),
             "longest_note_s": round(longest, 3),

@@ -20,7 +20,7 @@ import os
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -211,7 +211,23 @@ def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
 def _load_bach(cache_dir: Path, limit: int | None, workers: int) -> list[Piece]:
     import music21  # heavy; only the chorale loader needs it
 
+    def listing() -> list[tuple[str, str, str]]:
+        paths = _chorale_paths()
+        return [(p.name, str(p), str(p)) for p in (paths if limit is None else paths[:limit])]
+
     cache = cache_dir / _cache_name(music21.__version__, limit)
+    return _cached_pieces(cache, "Bach chorales", listing, None, workers)
+
+
+def _cached_pieces(
+    cache: Path,
+    what: str,
+    listing: Callable[[], list[tuple[str, str, str]]],
+    parse: Callable[[str], tuple[np.ndarray | None, str]] | None,
+    workers: int,
+) -> list[Piece]:
+    """The pieces cached in `cache`; else listing()'s (name, source, where) each parsed with parse(source)
+    (None: _parse_chorale), a warning naming `where` for each that fails, duplicates dropped, then cached."""
     if cache.exists():
         t0 = time.perf_counter()
         try:
@@ -219,33 +235,31 @@ def _load_bach(cache_dir: Path, limit: int | None, workers: int) -> list[Piece]:
         except Exception as exc:  # a truncated or foreign file: parse again and overwrite it
             log.warning("ignoring unreadable cache %s: %s", cache, exc)
         else:
-            log.info("read %d chorales from %s in %.2f s", len(pieces), cache, time.perf_counter() - t0)
+            log.info("read %d %s from %s in %.2f s", len(pieces), what, cache, time.perf_counter() - t0)
             return pieces
-
-    paths = _chorale_paths()
-    if limit is not None:
-        paths = paths[:limit]
+    items = listing()
     t0 = time.perf_counter()
-    log.info("parsing %d Bach chorales with music21 (once; cached in %s)", len(paths), cache_dir)
-    results = _parse_all([str(p) for p in paths], workers)
+    log.info("parsing %d %s with music21 (once; cached in %s)", len(items), what, cache.parent)
+    results = _parse_all([source for _, source, _ in items], workers, parse)
     pieces, skipped = [], 0
-    for path, (tokens, reason) in zip(paths, results):
+    for (name, _, where), (tokens, reason) in zip(items, results):
         if tokens is None:
-            log.warning("skipping %s: %s", path, reason)
+            log.warning("skipping %s: %s", where, reason)
             skipped += 1
         else:
-            pieces.append(Piece(path.name, tokens))
+            pieces.append(Piece(name, tokens))
     n_parsed = len(pieces)
     pieces = _deduplicate(pieces)
     log.info(
-        "parsed %d chorales in %.1f s: %d skipped, %d duplicates dropped",
+        "parsed %d %s in %.1f s: %d skipped, %d duplicates dropped",
         n_parsed,
+        what,
         time.perf_counter() - t0,
         skipped,
         n_parsed - len(pieces),
     )
     if not pieces:
-        raise CorpusError(f"no usable Bach chorale in music21's corpus ({skipped} skipped)")
+        raise CorpusError(f"no usable piece among music21's {what} ({skipped} skipped)")
     _write_cache(cache, pieces)
     return pieces
 
@@ -370,32 +384,7 @@ def _load_folk(cache_dir: Path, limit: int | None, workers: int) -> list[Piece]:
         tunes = tunes[:limit]
     digest = hashlib.sha1("\n".join(name for name, _ in tunes).encode()).hexdigest()[:8]
     cache = cache_dir / _cache_name(music21.__version__, limit, version=f"{FOLK_CACHE_VERSION}-{digest}")
-    if cache.exists():
-        try:
-            pieces = _read_cache(cache)
-        except Exception as exc:
-            log.warning("ignoring unreadable cache %s: %s", cache, exc)
-        else:
-            log.info("read %d folk tunes from %s", len(pieces), cache)
-            return pieces
-    t0 = time.perf_counter()
-    log.info("parsing %d folk tunes with music21 (once; cached in %s)", len(tunes), cache_dir)
-    results = _parse_all([text for _, text in tunes], workers, parse=_parse_abc)
-    pieces = [Piece(name, tokens) for (name, _), (tokens, _why) in zip(tunes, results) if tokens is not None]
-    skipped = len(tunes) - len(pieces)
-    n_parsed = len(pieces)
-    pieces = _deduplicate(pieces)
-    log.info(
-        "parsed %d folk tunes in %.1f s: %d skipped, %d duplicates dropped",
-        n_parsed,
-        time.perf_counter() - t0,
-        skipped,
-        n_parsed - len(pieces),
-    )
-    if not pieces:
-        raise CorpusError(f"no usable folk tune in music21's corpus ({skipped} skipped)")
-    _write_cache(cache, pieces)
-    return pieces
+    return _cached_pieces(cache, "folk tunes", lambda: [(n, text, n) for n, text in tunes], _parse_abc, workers)
 
 
 def _parse_abc(text: str) -> tuple[np.ndarray | None, str]:
