@@ -262,7 +262,14 @@ class Daemon:
         return self.settings.midi.program
 
     def _changed(self, setting: str, value: object) -> None:
+        if setting == "tempo":
+            self._mark_tempo()
         self._status()  # a control changed a setting
+
+    def _mark_tempo(self) -> None:
+        """The tempo into the session recording (so it can be read back in beats)."""
+        if self.recorder is not None and self.player is not None:
+            self.recorder.tempo(time.monotonic(), self.player.timebase.bpm)
 
     def _parts(self) -> tuple[Player, InputPort]:
         """The player and the keyboard's port (for what runs once run() has built them)."""
@@ -365,6 +372,7 @@ class Daemon:
         cond.reconfigure(mode=play.mode)
         self._solo_until_keyboard()
         cond.restart(tick)  # the new model has not heard the old phrase
+        self._mark_tempo()
         cond.set_key(play.key, play.key_strength)
         log.info("reloaded settings and model")
         notify.ready()
@@ -389,6 +397,7 @@ class Daemon:
 
                 self.recorder = SessionRecorder(s.record.directory, s.record.max_files, s.record.max_bytes)
             self.player = self._build(model, out, inp)
+            self._mark_tempo()
             sch = self.player.scheduler
             out.all_notes_off()
             if self._synth_program() >= 0:

@@ -9,6 +9,9 @@ A type-1 file: track 0 is the input, track 1 the output. Times are real seconds
 from the first event, on a fixed tempo of 60 BPM at 1000 ticks per beat, so one
 tick is one millisecond and a DAW shows the session as it happened. Only channel
 messages are kept (clock and other real-time bytes have no place in a MIDI file).
+The player's own tempo goes in as markers on track 0 ("tempo 100", at the start and
+at each change: `rec.tempo(t, bpm)`), so the session can be read back in beats
+(cadenza-train reads sessions as a corpus: train/sessions.py).
 
 A long session is cut into parts of MAX_EVENTS events so memory stays bounded on
 a Pi. After each write the oldest of our own files (session-*.mid) are deleted
@@ -35,6 +38,7 @@ MAX_EVENTS = 200_000  # about 20 MB of Python objects; hours of playing
 NAME_RE = re.compile(r"^session-\d{8}-\d{6}(-\d+)?\.mid$")
 TRACKS = {"in": 0, "out": 1}
 TRACK_NAMES = ("keyboard (in)", "cadenza (out)")
+TEMPO_MARKER = "tempo"  # marker text: "tempo 100" (BPM)
 
 
 class SessionRecorder:
@@ -66,6 +70,18 @@ class SessionRecorder:
                 self._flush()
         except Exception as e:
             self._warn("record", f"session recorder: cannot record {direction!r} {msg!r}: {e}")
+
+    def tempo(self, t_monotonic: float, bpm: float) -> None:
+        """The player's tempo from `t_monotonic` on (a marker on the input track). Never raises."""
+        try:
+            if not self._closed:
+                with self._lock:
+                    if self._started is None:
+                        self._started = dt.datetime.now()
+                    marker = mido.MetaMessage("marker", text=f"{TEMPO_MARKER} {bpm:g}")
+                    self._events.append((float(t_monotonic), TRACKS["in"], marker))
+        except Exception as e:
+            self._warn("record", f"session recorder: cannot record the tempo: {e}")
 
     def close(self) -> Path | None:
         """Write what was recorded (if anything) and trim old sessions; the file written, or None."""

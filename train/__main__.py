@@ -3,6 +3,13 @@
     cadenza-train --corpus bach --preset default --out runs/bach
 
 writes model.keras (best by validation NLL), config.json, report.json, curves.png.
+
+    cadenza-train --corpus ~/sessions --from runs/bach --out runs/mine
+
+fine-tunes the model of a run directory on a corpus (the player's session recordings: the
+keyboard's part of each), with its architecture and the `finetune` preset's training settings;
+the report adds the NLL of the held-out sessions before and after, and on the source's own test
+split before and after (what is kept of the original style).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, type=Path, help="run directory to create")
     p.add_argument("--cache-dir", type=Path, default=None, help="where parsed corpora are cached")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--from", dest="source", type=Path, default=None, metavar="RUN", help="fine-tune this run's model")
     p.add_argument(
         "--set",
         action="append",
@@ -48,8 +56,11 @@ def main(argv=None) -> int:
         overrides = dict(parse_assignment(s) for s in args.set)
         if args.epochs is not None:
             overrides["epochs"] = args.epochs
-        cfg = make_config(args.preset, corpus=args.corpus, **overrides)
-    except ValueError as exc:
+        if args.source is not None:
+            cfg = finetune_config(args.source, args.corpus, overrides)
+        else:
+            cfg = make_config(args.preset, corpus=args.corpus, **overrides)
+    except (ValueError, OSError) as exc:
         print(f"cadenza-train: {exc}", file=sys.stderr)
         return 2
 
@@ -68,6 +79,17 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
     report = run(cfg, train_set, val_set, test_set, out, progress=not args.no_progress)
+    if cfg.from_run:
+        ft = report["finetune"]
+        log.info(
+            "fine-tuned from %s: held-out NLL %.4f -> %.4f; its own corpus (%s) test NLL %.4f -> %.4f",
+            cfg.from_run,
+            ft["heldout_nll_before"],
+            ft["heldout_nll_after"],
+            cfg.from_corpus,
+            ft["source_test_nll_before"],
+            ft["source_test_nll_after"],
+        )
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     log.info(
         "test NLL %.4f nats/token (n-gram baseline %.4f, ratio %.3f), test accuracy %.3f",
@@ -78,6 +100,29 @@ def main(argv=None) -> int:
     )
     log.info("wrote %s", out)
     return 0
+
+
+def finetune_config(source: Path, corpus: str, overrides: dict):
+    """The source run's settings (its architecture) with the finetune preset's and `overrides` on top."""
+    import json
+
+    from .config import PRESETS, TrainConfig
+
+    path = Path(source) / "config.json"
+    if not (Path(source) / "model.keras").is_file() or not path.is_file():
+        raise ValueError(f"--from {source}: not a run directory (it needs model.keras and config.json)")
+    base = json.loads(path.read_text())
+    return TrainConfig.from_dict(
+        {
+            **base,
+            **PRESETS["finetune"],
+            "preset": "finetune",
+            "corpus": corpus,
+            "from_run": str(Path(source).resolve()),
+            "from_corpus": base["corpus"],
+            **overrides,
+        }
+    )
 
 
 def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> dict:
@@ -92,11 +137,31 @@ def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> 
     va = [p.tokens for p in val_set]
     te = [p.tokens for p in test_set]
 
+    source = source_test = None
+    finetune: dict = {}
+    if cfg.from_run:
+        from dataclasses import replace
+
+        from .corpus import splits_for
+        from .model import load_run
+
+        source, _ = load_run(cfg.from_run)
+        _tr, _va, source_test_pieces = splits_for(replace(cfg, corpus=cfg.from_corpus, key_shift=0.0))
+        source_test = [p.tokens for p in source_test_pieces]
+        finetune = {
+            "from_run": cfg.from_run,
+            "from_corpus": cfg.from_corpus,
+            "heldout_nll_before": evaluate(source, te)[0],
+            "source_test_nll_before": evaluate(source, source_test)[0],
+        }
     t0 = time.monotonic()
-    model, hist = fit(cfg, tr, va, out, progress=progress)
+    model, hist = fit(cfg, tr, va, out, progress=progress, init=source)
     train_wall = time.monotonic() - t0
     val_nll, val_acc, _ = evaluate(model, va)
     test_nll, test_acc, n_test = evaluate(model, te)
+    if source_test is not None:
+        finetune["heldout_nll_after"] = test_nll
+        finetune["source_test_nll_after"] = evaluate(model, source_test)[0]
 
     # The baseline sees what the LSTM saw: the training pieces in the same transpositions; it is
     # scored on the same tokens (the music: KEY tokens, where there are any, are the LSTM's inputs only).
@@ -143,6 +208,7 @@ def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> 
         "share_at_clip_rollout": cell["at_clip"],
         "cell_clip": cfg.cell_clip,
         "parameters": int(sum(int(w.size) for w in weights.values())),
+        **({"finetune": finetune} if finetune else {}),
     }
 
 

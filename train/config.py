@@ -44,8 +44,16 @@ class TrainConfig:
     # With key_tokens: the share of training pieces whose continuation, from a random bar on, is moved to
     # another key (conditioning.shift_continuation), so the KEY token carries what the context cannot.
     key_shift: float = 0.0
+    # Recorded sessions in the corpus (train/sessions.py): the keyboard's part ("in"), the player's ("out"), both.
+    session_part: str = "in"
+    # Fine-tuning (cadenza-train --from RUN): the run whose model it starts from, and its corpus (the test split
+    # of which measures what is kept of the original style). Empty: trained from scratch.
+    from_run: str = ""
+    from_corpus: str = ""
 
     def __post_init__(self) -> None:
+        if self.session_part not in ("in", "out", "both"):
+            raise ValueError(f"session_part must be in, out or both, got {self.session_part!r}")
         want = events.VOCAB_SIZE + (events.N_KEYS if self.key_tokens else 0)
         if self.vocab_size != want:
             raise ValueError(f"vocab_size must be {want} with key_tokens={self.key_tokens}, got {self.vocab_size}")
@@ -93,6 +101,8 @@ PRESETS: dict[str, dict] = {
     ),
     # The model we ship.
     "default": dict(),
+    # Fine-tuning a trained model on a small corpus (cadenza-train --from RUN): a smaller step, few epochs.
+    "finetune": dict(learning_rate=1e-3, epochs=12, patience=3, lr_patience=1, max_minutes=15.0),
     # For a GPU machine.
     "large": dict(
         embed_dim=128, hidden=768, window=256, batch_size=64, epochs=80, patience=6, max_minutes=240.0, dropout=0.3

@@ -3,6 +3,7 @@
     pieces = load_corpus("bach")                  # parsed once, then read from the cache
     pieces = load_corpus("folk")                  # music21's ABC folk tunes (see FOLK_CORPORA)
     pieces = load_corpus("~/midi/jazz")           # every .mid/.midi below the folder
+    pieces = load_corpus("~/sessions")            # the player's recordings: the keyboard's part (sessions.py)
     train, val, test = split_pieces(pieces)       # by piece, never by window
     windows_source = augment(train)               # 12 transpositions of each training piece
 
@@ -57,13 +58,15 @@ def load_corpus(
     cache_dir: Path | None = None,
     limit: int | None = None,
     workers: int = 2,
+    session_part: str = "in",
 ) -> list[Piece]:
     """The pieces of `spec`: "bach", a folder of MIDI files (recursive) or one MIDI file.
 
     Sorted by name, duplicates removed: a piece equal to an earlier one, or a
     near copy of it, in any transposition, is dropped (so neither a second
     version nor augmentation can carry a piece across splits).
-    `limit` keeps the first N files (for quick runs and tests). The chorales are
+    `limit` keeps the first N files (for quick runs and tests). A session the
+    player recorded gives its `session_part` (train/sessions.py). The chorales are
     parsed once with `workers` processes and cached in `cache_dir` (default
     `default_cache_dir()`).
     """
@@ -75,7 +78,7 @@ def load_corpus(
         where = "the music21 folk tunes"
     else:
         root = Path(spec).expanduser()
-        pieces = _load_midi(root, limit)
+        pieces = _load_midi(root, limit, session_part)
         where = str(root)
     log.info("corpus %s: %d pieces, %d tokens", where, len(pieces), sum(len(p.tokens) for p in pieces))
     return pieces
@@ -94,7 +97,7 @@ def has_notes(tokens: np.ndarray) -> bool:
     return bool(np.any(events.is_note_on(t)))
 
 
-def _load_midi(root: Path, limit: int | None) -> list[Piece]:
+def _load_midi(root: Path, limit: int | None, session_part: str = "in") -> list[Piece]:
     if root.is_file():
         files = [root]
         names = [root.name]
@@ -110,7 +113,7 @@ def _load_midi(root: Path, limit: int | None) -> list[Piece]:
 
     pieces, skipped = [], 0
     for path, name in zip(files, names):
-        tokens, reason = _encode_file(path)
+        tokens, reason = _encode_file(path, session_part)
         if tokens is None:
             log.warning("skipping %s: %s", path, reason)
             skipped += 1
@@ -131,10 +134,16 @@ def _midi_files(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _encode_file(path: Path) -> tuple[np.ndarray | None, str]:
-    """(tokens, "") or (None, why the file is unusable)."""
+def _encode_file(path: Path, session_part: str = "in") -> tuple[np.ndarray | None, str]:
+    """(tokens, "") or (None, why the file is unusable). A recorded session gives its `session_part`."""
+    from . import sessions
+
     try:
-        tokens = events.encode_midi(events.read_midi(path))
+        mid = events.read_midi(path)
+        if sessions.is_session(mid):
+            tokens = sessions.session_tokens(mid, session_part, name=str(path))
+        else:
+            tokens = events.encode_midi(mid)
     except events.MidiFileError as exc:
         reason = str(exc).removeprefix(f"{path}: ")
         cause = exc.__context__
@@ -466,7 +475,7 @@ def augment(
 
 def splits_for(cfg, cache_dir: Path | None = None) -> tuple[list[Piece], list[Piece], list[Piece]]:
     """(train, val, test) of a training config: the one place the trainer and converter split."""
-    pieces = load_corpus(cfg.corpus, cache_dir=cache_dir)
+    pieces = load_corpus(cfg.corpus, cache_dir=cache_dir, session_part=cfg.session_part)
     if cfg.corpus_limit:
         pieces = pieces[: cfg.corpus_limit]
     train, val, test = split_pieces(pieces, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)

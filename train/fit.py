@@ -86,7 +86,7 @@ def _eval_fn(model):
 
 
 def fit(
-    cfg: TrainConfig, train_pieces, val_pieces, out_dir: Path, progress: bool = True
+    cfg: TrainConfig, train_pieces, val_pieces, out_dir: Path, progress: bool = True, init: keras.Model | None = None
 ) -> tuple[keras.Model, History]:
     """Train; the best model (by validation NLL) is saved to out_dir/model.keras as it appears.
 
@@ -95,6 +95,8 @@ def fit(
     keras.utils.set_random_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg)
+    if init is not None:  # fine-tuning: start from a trained model of the same shape
+        model.set_weights(init.get_weights())
     opt = keras.optimizers.Adam(learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm)
     hist = History()
     best = math.inf

@@ -1,0 +1,136 @@
+"""Recorded sessions as a corpus, and a fine-tune on them end to end: sessions written by the real
+SessionRecorder, cadenza-train --from a run, cadenza-convert, the bundle played by cadenza-play --render."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import mido
+import numpy as np
+import pytest
+
+from cadenza.player import events as ev
+from cadenza.player.recorder import SessionRecorder
+from cadenza.train import corpus, sessions
+from support.daemon import run_player
+
+
+def _session(folder, phrases, tempo=120.0, answer=(72, 76), t0=1000.0, gap_s=2.0, tempo_at=None):
+    """A recording as the player writes it: each phrase (pitches, a half beat each) on the keyboard, then
+    a two-note answer from the player, `gap_s` apart; the tempo marked at the start (and `tempo_at`)."""
+    rec = SessionRecorder(folder)
+    beat = 60.0 / tempo
+    rec.tempo(t0, tempo)
+    if tempo_at is not None:
+        rec.tempo(t0 + tempo_at[0], tempo_at[1])
+    t = t0
+    for pitches in phrases:
+        for p in pitches:
+            rec.record("in", t, mido.Message("note_on", note=p, velocity=80))
+            rec.record("in", t + beat / 2 - 0.01, mido.Message("note_off", note=p))
+            t += beat / 2
+        t += beat
+        for p in answer:
+            rec.record("out", t, mido.Message("note_on", note=p, velocity=70))
+            rec.record("out", t + beat - 0.01, mido.Message("note_off", note=p))
+            t += beat
+        t += gap_s
+    return rec.close()
+
+
+def _ons(tokens):
+    t = np.asarray(tokens)
+    return list(t[ev.is_note_on(t)] - ev.NOTE_ON_BASE + ev.LOW_PITCH)
+
+
+def test_a_session_gives_the_keyboard_part_on_the_beat(tmp_path):
+    path = _session(tmp_path, [(60, 62, 64), (65, 67)], tempo=120.0)
+    mid = mido.MidiFile(path)
+    assert sessions.is_session(mid)
+    tokens = sessions.session_tokens(mid, "in")
+    assert tokens[0] == ev.START and _ons(tokens) == [60, 62, 64, 65, 67]
+    assert _ons(sessions.session_tokens(mid, "out")) == [72, 76, 72, 76]
+    assert sorted(_ons(sessions.session_tokens(mid, "both"))) == sorted([60, 62, 64, 65, 67, 72, 76, 72, 76])
+    # at 120 BPM a half beat is 12 ticks: the keyboard's notes are 12 ticks apart, as played
+    notes = ev.decode(tokens)
+    starts = [m.tick for m in notes if m.message.type == "note_on" and m.message.velocity]
+    assert starts[1] - starts[0] == 12 and starts[2] - starts[1] == 12
+
+
+def test_tempo_markers_put_the_notes_on_the_beat_after_a_change(tmp_path):
+    # 60 BPM from the start, 120 BPM after 1 s: a note at 1.5 s is 1 + 1 = 2 beats in
+    rec = SessionRecorder(tmp_path)
+    rec.tempo(0.0, 60.0)
+    rec.tempo(1.0, 120.0)
+    for t, p in ((0.0, 60), (1.5, 62)):
+        rec.record("in", t, mido.Message("note_on", note=p, velocity=80))
+        rec.record("in", t + 0.2, mido.Message("note_off", note=p))
+    tokens = sessions.session_tokens(mido.MidiFile(rec.close()), "in")
+    starts = [m.tick for m in ev.decode(tokens) if m.message.type == "note_on" and m.message.velocity]
+    assert starts == [0, 2 * ev.TICKS_PER_BEAT]
+
+
+def test_long_silences_are_cut_and_a_missing_tempo_is_said(tmp_path, caplog):
+    rec = SessionRecorder(tmp_path)
+    for t, p in ((0.0, 60), (600.0, 62)):  # ten minutes apart
+        rec.record("in", t, mido.Message("note_on", note=p, velocity=80))
+        rec.record("in", t + 0.3, mido.Message("note_off", note=p))
+    with caplog.at_level(logging.WARNING, logger="cadenza.train.sessions"):
+        tokens = sessions.session_tokens(mido.MidiFile(rec.close()), "in", name="s")
+    assert ["s: no tempo marker, read at 100 BPM"] == [r.getMessage() for r in caplog.records]
+    starts = [m.tick for m in ev.decode(tokens) if m.message.type == "note_on" and m.message.velocity]
+    assert starts[1] - starts[0] == 12 + sessions.REST_CAP_BEATS * ev.TICKS_PER_BEAT  # the note, then the cap
+    with pytest.raises(ValueError, match="session part must be one of in, out, both"):
+        sessions.session_tokens(mido.MidiFile(rec.written[0]), "keys")
+
+
+def test_a_folder_of_sessions_is_a_corpus_split_by_session(tmp_path):
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        _session(tmp_path, [tuple(int(x) for x in rng.integers(55, 71, 5)) for _ in range(3)], t0=1000.0 + k)
+    (tmp_path / "broken.mid").write_bytes(b"MThd garbage")
+    pieces = corpus.load_corpus(str(tmp_path))
+    assert len(pieces) == 6 and all(p.name.startswith("session-") for p in pieces)
+    assert all(72 not in _ons(p.tokens) for p in pieces)  # the keyboard's part only (the answers are 72, 76)
+    train, val, test = corpus.split_pieces(pieces)
+    assert {p.name for p in train} | {p.name for p in val} | {p.name for p in test} == {p.name for p in pieces}
+
+
+@pytest.mark.slow
+def test_a_tiny_fine_tune_end_to_end(tmp_path):
+    """Sessions -> cadenza-train --from a run -> report -> cadenza-convert -> cadenza-play --render."""
+    pytest.importorskip("tensorflow")
+    from cadenza.convert.__main__ import main as convert_main
+    from cadenza.train.__main__ import main as train_main
+    from support.models import tiny_run
+
+    source = tiny_run(tmp_path)
+    folder = tmp_path / "sessions"
+    rng = np.random.default_rng(1)
+    for k in range(8):  # a "musician" who plays pentatonic figures, each session its own
+        base = int(rng.integers(55, 67))
+        figures = [tuple(base + int(iv) for iv in rng.choice([0, 2, 4, 7, 9, 12], 5)) for _ in range(3)]
+        _session(folder, figures, t0=2000.0 + 10 * k)
+    out = tmp_path / "runs" / "mine"
+    assert train_main(["--corpus", str(folder), "--from", str(source), "--out", str(out), "--epochs", "3"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    ft = report["finetune"]
+    assert ft["from_run"] == str(source.resolve()) and report["preset"] == "finetune"
+    assert ft["heldout_nll_after"] < ft["heldout_nll_before"]  # it learnt the musician's figures
+    assert np.isfinite(ft["source_test_nll_before"]) and np.isfinite(ft["source_test_nll_after"])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["hidden"] == 32 and cfg["session_part"] == "in"  # the source's architecture
+    bundle = tmp_path / "mine.cadenza"
+    args = ["--variant", "fp32", "--latency-steps", "50", "--agreement-steps", "50", "--keras-steps", "20"]
+    assert convert_main([str(out), "--out", str(bundle), *args]) == 0
+    r = run_player("--model", bundle, "--render", tmp_path / "a.mid", "--beats", "8", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    assert mido.MidiFile(tmp_path / "a.mid").length > 0
+
+
+def test_from_a_folder_that_is_not_a_run_is_one_line(tmp_path):
+    from cadenza.train.__main__ import main as train_main
+
+    rc = train_main(["--corpus", str(tmp_path), "--from", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert rc == 2
