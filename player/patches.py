@@ -152,7 +152,6 @@ class _Warming:
     next_index: int  # the stream's next token it has to hear
     logits: np.ndarray | None = None
     bar: int | None = None  # the bar line it takes over on, once caught up
-    requested: float = 0.0  # the clock when asked (for the log)
 
 
 class Switcher:
@@ -201,8 +200,6 @@ class Switcher:
             return False
         target = self.pending.slot.program if self.pending is not None else self.current
         if program == target:
-            return True
-        if self.pending is None and program == self.current:
             return True
         if slot.model is self.engine.model:  # the same bundle at another number: nothing to warm
             self.pending = None
