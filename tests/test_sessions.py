@@ -113,7 +113,8 @@ def test_a_tiny_fine_tune_end_to_end(tmp_path):
         figures = [tuple(base + int(iv) for iv in rng.choice([0, 2, 4, 7, 9, 12], 5)) for _ in range(3)]
         _session(folder, figures, t0=2000.0 + 10 * k)
     out = tmp_path / "runs" / "mine"
-    assert train_main(["--corpus", str(folder), "--from", str(source), "--out", str(out), "--epochs", "3"]) == 0
+    args = ["--epochs", "3", "--set", "min_epoch_tokens=20000"]
+    assert train_main(["--corpus", str(folder), "--from", str(source), "--out", str(out), *args]) == 0
     report = json.loads((out / "report.json").read_text())
     ft = report["finetune"]
     assert ft["from_run"] == str(source.resolve()) and report["preset"] == "finetune"
@@ -134,3 +135,14 @@ def test_from_a_folder_that_is_not_a_run_is_one_line(tmp_path):
 
     rc = train_main(["--corpus", str(tmp_path), "--from", str(tmp_path), "--out", str(tmp_path / "o")])
     assert rc == 2
+
+
+def test_an_epoch_of_a_small_corpus_repeats_it_in_new_transpositions():
+    from cadenza.train import batches
+
+    pieces = [ev.encode_notes([ev.Note(0, 60 + k, 12)]) for k in range(3)]  # 3 tiny pieces
+    one = batches.epoch_streams(pieces, 2, 4, range(-5, 7), np.random.default_rng(0))
+    more = batches.epoch_streams(pieces, 2, 4, range(-5, 7), np.random.default_rng(0), min_tokens=400)
+    assert more.size >= 400 - 2 * 4 and more.size > 10 * one.size
+    same = batches.epoch_streams(pieces, 2, 4, range(-5, 7), np.random.default_rng(0), min_tokens=0)
+    np.testing.assert_array_equal(one, same)  # without a minimum, an epoch is one pass, as before

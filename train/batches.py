@@ -18,11 +18,18 @@ import numpy as np
 from cadenza.player import events
 
 
-def epoch_streams(pieces: list[np.ndarray], batch: int, window: int, transpositions, rng) -> np.ndarray:
-    """[batch, n_windows * window + 1] tokens: shuffled, randomly transposed pieces chained."""
-    order = rng.permutation(len(pieces))
-    shifts = rng.choice(np.asarray(transpositions), size=len(pieces))
-    seqs = [events.transpose(pieces[i], int(s)) for i, s in zip(order, shifts)]
+def epoch_streams(
+    pieces: list[np.ndarray], batch: int, window: int, transpositions, rng, min_tokens: int = 0
+) -> np.ndarray:
+    """[batch, n_windows * window + 1] tokens: shuffled, randomly transposed pieces chained; the pieces again
+    (shuffled and transposed anew) until there are at least `min_tokens` (a small corpus: a fine-tune)."""
+    seqs: list[np.ndarray] = []
+    while True:
+        order = rng.permutation(len(pieces))
+        shifts = rng.choice(np.asarray(transpositions), size=len(pieces))
+        seqs += [events.transpose(pieces[i], int(s)) for i, s in zip(order, shifts)]
+        if sum(len(q) for q in seqs) >= min_tokens:
+            break
     flat = np.concatenate(seqs)
     per = (len(flat) - 1) // batch
     n_windows = max(per // window, 1)

@@ -38,6 +38,7 @@ class TrainConfig:
     rollout_steps: int = 5000  # free-running steps for the cell-state check
     baseline_orders: tuple[int, ...] = tuple(range(1, 9))
     corpus_limit: int = 0  # use only the first N pieces (0 = all); for quick runs
+    min_epoch_tokens: int = 0  # an epoch repeats a small corpus (new transpositions) up to this many tokens
     # KEY tokens in the stream naming the key around them (player/conditioning.py): the model learns to
     # follow a key it is told, and the player tells it the phrase's. Adds events.N_KEYS input-only tokens.
     key_tokens: bool = False
@@ -102,7 +103,10 @@ PRESETS: dict[str, dict] = {
     # The model we ship.
     "default": dict(),
     # Fine-tuning a trained model on a small corpus (cadenza-train --from RUN): a smaller step, few epochs.
-    "finetune": dict(learning_rate=1e-3, epochs=12, patience=3, lr_patience=1, max_minutes=15.0),
+    # An epoch is at least 150,000 tokens (about 100 updates), however few the sessions.
+    "finetune": dict(
+        learning_rate=1e-3, epochs=12, patience=3, lr_patience=1, max_minutes=15.0, min_epoch_tokens=150_000
+    ),
     # For a GPU machine.
     "large": dict(
         embed_dim=128, hidden=768, window=256, batch_size=64, epochs=80, patience=6, max_minutes=240.0, dropout=0.3

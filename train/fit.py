@@ -116,7 +116,9 @@ def fit(
     try:
         for epoch in range(cfg.epochs):
             t0 = time.monotonic()
-            streams = batches.epoch_streams(train_pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng)
+            streams = batches.epoch_streams(
+                train_pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, cfg.min_epoch_tokens
+            )
             n_win = (streams.shape[1] - 1) // cfg.window
             states = zero_states(cfg.batch_size, cfg.hidden)
             losses = []
