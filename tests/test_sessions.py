@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 
 import mido
 import numpy as np
@@ -99,13 +100,13 @@ def test_a_folder_of_sessions_is_a_corpus_split_by_session(tmp_path):
 
 @pytest.mark.slow
 def test_a_tiny_fine_tune_end_to_end(tmp_path):
-    """Sessions -> cadenza-train --from a run -> report -> cadenza-convert -> cadenza-play --render."""
+    """Sessions -> cadenza-train --from a bundle -> report -> cadenza-convert -> cadenza-play --render."""
     pytest.importorskip("tensorflow")
     from cadenza.convert.__main__ import main as convert_main
     from cadenza.train.__main__ import main as train_main
-    from support.models import tiny_run
+    from support.models import converted
 
-    source = tiny_run(tmp_path)
+    source = converted().variants["dynamic"]  # a bundle, as shipped: its weights are read back from it
     folder = tmp_path / "sessions"
     rng = np.random.default_rng(1)
     for k in range(8):  # a "musician" who plays pentatonic figures, each session its own
@@ -130,11 +131,61 @@ def test_a_tiny_fine_tune_end_to_end(tmp_path):
     assert mido.MidiFile(tmp_path / "a.mid").length > 0
 
 
-def test_from_a_folder_that_is_not_a_run_is_one_line(tmp_path):
+def test_from_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
     from cadenza.train.__main__ import main as train_main
 
     rc = train_main(["--corpus", str(tmp_path), "--from", str(tmp_path), "--out", str(tmp_path / "o")])
     assert rc == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"cadenza-train: --from {tmp_path}: not a run directory (it needs model.keras and config.json)"
+    ]
+
+
+@pytest.mark.slow
+def test_a_bundle_gives_back_its_weights_within_quantization_error():
+    """Each CPU variant's step model read back into export_weights names, then into a Keras model."""
+    pytest.importorskip("tensorflow")
+    from cadenza.convert.unbundle import bundle_weights
+    from cadenza.train.corpus import load_corpus
+    from cadenza.train.fit import evaluate
+    from cadenza.train.model import export_weights, load_run, load_source
+    from support.models import converted
+
+    conv = converted()
+    model, cfg = load_run(conv.run_dir)
+    original = export_weights(model)
+    pieces = [p.tokens for p in load_corpus(cfg["corpus"])]
+    nll = evaluate(model, pieces)[0]
+    for variant in ("fp32", "fp16", "dynamic", "int8"):
+        weights, settings = bundle_weights(conv.variants[variant])
+        assert settings["hidden"] == cfg["hidden"] and set(weights) == set(original)
+        for name, w in original.items():
+            assert weights[name].shape == w.shape, (variant, name)
+            layer = name.split("/")[0]  # kernel and recurrent are one FULLY_CONNECTED weight: one scale
+            top = max(np.abs(original[k]).max() for k in original if k.split("/")[0] == layer)
+            # dynamic: symmetric per-tensor int8, off by at most half a step; int8 (full integer): the table is
+            # quantized as an activation (its own range and zero point), within one step
+            step = {"fp32": 0.0, "fp16": top / 1024, "dynamic": 0.51 * top / 127, "int8": top / 127}[variant]
+            assert np.abs(weights[name] - w).max() <= step + 1e-6, (variant, name)
+        rebuilt, _ = load_source(conv.variants[variant])
+        # the rebuilt Keras model scores the corpus as the original does (up to its weights' rounding)
+        assert evaluate(rebuilt, pieces)[0] == pytest.approx(nll, rel=1e-6 if variant == "fp32" else 5e-3)
+
+
+def test_a_bundle_of_another_vocabulary_is_refused_in_one_line(tmp_path, capsys):
+    from cadenza.player.bundle import default_model_path, load_bundle
+    from cadenza.train.__main__ import main as train_main
+
+    shipped = load_bundle(default_model_path())
+    meta = dict(shipped.meta, vocab=dict(shipped.meta["vocab"], size=300))
+    odd = tmp_path / "odd.cadenza"
+    with zipfile.ZipFile(odd, "w") as zf:  # as another version's converter would write it
+        zf.writestr("model.json", json.dumps(meta))
+        zf.writestr("model.tflite", shipped.model)
+    rc = train_main(["--corpus", str(tmp_path), "--from", str(odd), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"cadenza-train: {odd}") and "vocabulary" in err[0], err
 
 
 def test_an_epoch_of_a_small_corpus_repeats_it_in_new_transpositions():

@@ -6,6 +6,7 @@ writes model.keras (best by validation NLL), config.json, report.json, curves.pn
 
     cadenza-train --corpus ~/sessions --from runs/bach --out runs/mine
 
+(or --from models/bach.cadenza: a bundle, its weights read back from its step model, convert/unbundle.py)
 fine-tunes the model of a run directory on a corpus (the player's session recordings: the
 keyboard's part of each), with its architecture and the `finetune` preset's training settings;
 the report adds the NLL of the held-out sessions before and after, and on the source's own test
@@ -34,7 +35,14 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, type=Path, help="run directory to create")
     p.add_argument("--cache-dir", type=Path, default=None, help="where parsed corpora are cached")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--from", dest="source", type=Path, default=None, metavar="RUN", help="fine-tune this run's model")
+    p.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        metavar="RUN|BUNDLE",
+        help="fine-tune this model: a run directory, or a bundle (.cadenza) whose weights are read back",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -103,15 +111,38 @@ def main(argv=None) -> int:
 
 
 def finetune_config(source: Path, corpus: str, overrides: dict):
-    """The source run's settings (its architecture) with the finetune preset's and `overrides` on top."""
+    """The source's settings (its architecture) with the finetune preset's and `overrides` on top.
+
+    The source is a run directory (config.json) or a bundle (the settings in its model.json)."""
     import json
+
+    from cadenza.player import events
+    from cadenza.player.bundle import load_bundle
 
     from .config import PRESETS, TrainConfig
 
-    path = Path(source) / "config.json"
-    if not (Path(source) / "model.keras").is_file() or not path.is_file():
-        raise ValueError(f"--from {source}: not a run directory (it needs model.keras and config.json)")
-    base = json.loads(path.read_text())
+    source = Path(source)
+    if source.is_dir():
+        path = source / "config.json"
+        if not (source / "model.keras").is_file() or not path.is_file():
+            raise ValueError(f"--from {source}: not a run directory (it needs model.keras and config.json)")
+        base = json.loads(path.read_text())
+    elif source.is_file():
+        meta = load_bundle(source).meta  # BundleError (a ValueError): one line
+        base = meta.get("config")
+        if not isinstance(base, dict):
+            raise ValueError(f"--from {source}: its model.json has no training settings to rebuild the model from")
+        want = events.layout(conditioned=bool(base.get("key_tokens")))
+        if meta.get("vocab") != want:
+            raise ValueError(
+                f"--from {source}: its vocabulary (size {meta.get('vocab', {}).get('size')}) is not this "
+                f"version's token layout (size {want['size']}); the sessions cannot be written in its tokens"
+            )
+    else:
+        raise ValueError(f"--from {source}: no such run directory or bundle")
+    for key in ("vocab_size", "key_tokens", "embed_dim", "hidden", "cell_clip"):
+        if key in overrides and overrides[key] != base.get(key):
+            raise ValueError(f"--set {key}: a fine-tune keeps the source's {key} ({base.get(key)})")
     return TrainConfig.from_dict(
         {
             **base,
@@ -143,9 +174,9 @@ def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> 
         from dataclasses import replace
 
         from .corpus import splits_for
-        from .model import load_run
+        from .model import load_source
 
-        source, _ = load_run(cfg.from_run)
+        source, _ = load_source(cfg.from_run)
         _tr, _va, source_test_pieces = splits_for(replace(cfg, corpus=cfg.from_corpus, key_shift=0.0))
         source_test = [p.tokens for p in source_test_pieces]
         finetune = {

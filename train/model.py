@@ -159,3 +159,25 @@ def load_run(run_dir: str | Path) -> tuple[keras.Model, dict]:
     cfg = json.loads((run_dir / "config.json").read_text())
     model = keras.models.load_model(run_dir / "model.keras", compile=False)
     return model, cfg
+
+
+def import_weights(model: keras.Model, weights: dict) -> None:
+    """Set a model's weights from export_weights names (the inverse of export_weights)."""
+    model.get_layer("embedding").set_weights([weights["embedding"]])
+    for layer in (1, 2):
+        model.get_layer(f"lstm{layer}_in").set_weights([weights[f"lstm{layer}/kernel"], weights[f"lstm{layer}/bias"]])
+        model.get_layer(f"lstm{layer}").set_weights([weights[f"lstm{layer}/recurrent"]])
+    model.get_layer("dense").set_weights([weights["dense/kernel"], weights["dense/bias"]])
+
+
+def load_source(source: str | Path) -> tuple[keras.Model, dict]:
+    """The model and its settings from a run directory or a bundle (.cadenza, weights read back from its step model)."""
+    source = Path(source)
+    if source.is_dir():
+        return load_run(source)
+    from cadenza.convert.unbundle import bundle_weights
+
+    weights, cfg = bundle_weights(source)
+    model = build_model(TrainConfig.from_dict(cfg))
+    import_weights(model, weights)
+    return model, cfg
