@@ -86,16 +86,22 @@ def test_long_silences_are_cut_and_a_missing_tempo_is_said(tmp_path, caplog):
         sessions.session_tokens(mido.MidiFile(rec.written[0]), "keys")
 
 
-def test_a_folder_of_sessions_is_a_corpus_split_by_session(tmp_path):
+def test_a_folder_of_sessions_is_a_corpus_split_by_session(tmp_path, caplog):
     rng = np.random.default_rng(0)
     for k in range(6):
         _session(tmp_path, [tuple(int(x) for x in rng.integers(55, 71, 5)) for _ in range(3)], t0=1000.0 + k)
     (tmp_path / "broken.mid").write_bytes(b"MThd garbage")
-    pieces = corpus.load_corpus(str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="cadenza.train.corpus"):
+        pieces = corpus.load_corpus(str(tmp_path))
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned == [f"skipping {tmp_path / 'broken.mid'}: not a readable MIDI file (EOFError)"]
     assert len(pieces) == 6 and all(p.name.startswith("session-") for p in pieces)
     assert all(72 not in _ons(p.tokens) for p in pieces)  # the keyboard's part only (the answers are 72, 76)
     train, val, test = corpus.split_pieces(pieces)
     assert {p.name for p in train} | {p.name for p in val} | {p.name for p in test} == {p.name for p in pieces}
+    assert val and test and not ({p.name for p in val} & {p.name for p in test})  # whole sessions held out
+    again = corpus.split_pieces(list(reversed(pieces)))  # the same split however the files were listed
+    assert [[p.name for p in part] for part in again] == [[p.name for p in part] for part in (train, val, test)]
 
 
 @pytest.mark.slow
