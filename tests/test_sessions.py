@@ -192,6 +192,12 @@ def test_a_bundle_of_another_vocabulary_is_refused_in_one_line(tmp_path, capsys)
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"cadenza-train: {odd}") and "vocabulary" in err[0], err
+    # nor can a fine-tune change the source's architecture
+    args = ["--corpus", str(tmp_path), "--from", str(default_model_path()), "--out", str(tmp_path / "o")]
+    assert train_main([*args, "--set", "hidden=128"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "cadenza-train: --set hidden: a fine-tune keeps the source's hidden (256)"
+    ]
 
 
 def test_an_epoch_of_a_small_corpus_repeats_it_in_new_transpositions():
