@@ -209,3 +209,16 @@ def test_an_epoch_of_a_small_corpus_repeats_it_in_new_transpositions():
     assert more.size >= 400 - 2 * 4 and more.size > 10 * one.size
     same = batches.epoch_streams(pieces, 2, 4, range(-5, 7), np.random.default_rng(0), min_tokens=0)
     np.testing.assert_array_equal(one, same)  # without a minimum, an epoch is one pass, as before
+
+
+def test_rehearsal_mixes_the_source_pieces_in_the_set_share():
+    from cadenza.train import batches
+
+    new = [np.full(100, 7, np.int32) for _ in range(3)]  # 300 tokens
+    old = [np.full(50, 9, np.int32) for _ in range(400)]  # 20,000 tokens
+    rng = np.random.default_rng(0)
+    mix = batches.rehearsal_mix(new, old, 0.5, 3000, rng)
+    n_new = sum(len(p) for p in mix if p[0] == 7)
+    n_old = sum(len(p) for p in mix if p[0] == 9)
+    assert n_new == 1500 and 1500 <= n_old < 1550  # half and half of the 3,000: the new pieces five times over
+    assert sum(len(p) for p in batches.rehearsal_mix(new, old, 0.25, 0, rng) if p[0] == 9) in range(100, 150)

@@ -169,6 +169,7 @@ def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> 
     te = [p.tokens for p in test_set]
 
     source = source_test = None
+    rehearse: list | None = None
     finetune: dict = {}
     if cfg.from_run:
         from dataclasses import replace
@@ -177,16 +178,18 @@ def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> 
         from .model import load_source
 
         source, _ = load_source(cfg.from_run)
-        _tr, _va, source_test_pieces = splits_for(replace(cfg, corpus=cfg.from_corpus, key_shift=0.0))
+        source_train, _va, source_test_pieces = splits_for(replace(cfg, corpus=cfg.from_corpus, key_shift=0.0))
         source_test = [p.tokens for p in source_test_pieces]
+        rehearse = [p.tokens for p in source_train]
         finetune = {
             "from_run": cfg.from_run,
             "from_corpus": cfg.from_corpus,
+            "rehearsal": cfg.rehearsal,
             "heldout_nll_before": evaluate(source, te)[0],
             "source_test_nll_before": evaluate(source, source_test)[0],
         }
     t0 = time.monotonic()
-    model, hist = fit(cfg, tr, va, out, progress=progress, init=source)
+    model, hist = fit(cfg, tr, va, out, progress=progress, init=source, rehearse=rehearse)
     train_wall = time.monotonic() - t0
     val_nll, val_acc, _ = evaluate(model, va)
     test_nll, test_acc, n_test = evaluate(model, te)

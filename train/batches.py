@@ -40,6 +40,21 @@ def epoch_streams(
     return np.stack([flat[s : s + per + 1] for s in starts]).astype(np.int32)
 
 
+def rehearsal_mix(new: list[np.ndarray], old: list[np.ndarray], share: float, min_tokens: int, rng) -> list[np.ndarray]:
+    """An epoch's pieces for a fine-tune with rehearsal: the new pieces repeated to (1 - share) of the epoch's
+    tokens (at least one pass), and old pieces drawn at random to `share` of them."""
+    size = sum(len(p) for p in new)
+    repeats = max(1, int(np.ceil((1.0 - share) * min_tokens / max(size, 1))))
+    want_old = share / (1.0 - share) * size * repeats
+    out, got = list(new) * repeats, 0
+    for i in rng.permutation(len(old)):
+        if got >= want_old:
+            break
+        out.append(old[i])
+        got += len(old[i])
+    return out
+
+
 def windows(streams: np.ndarray, window: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(x, y) windows in order: y is x shifted by one token."""
     n = (streams.shape[1] - 1) // window

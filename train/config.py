@@ -51,8 +51,13 @@ class TrainConfig:
     # of which measures what is kept of the original style). Empty: trained from scratch.
     from_run: str = ""
     from_corpus: str = ""
+    # Fine-tuning: this share of each epoch's tokens is the source corpus's own training pieces (rehearsal), so
+    # the model keeps more of the style it started with. 0: the new corpus only.
+    rehearsal: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.rehearsal < 1.0:
+            raise ValueError(f"rehearsal must be in [0, 1), got {self.rehearsal}")
         if self.session_part not in ("in", "out", "both"):
             raise ValueError(f"session_part must be in, out or both, got {self.session_part!r}")
         want = events.VOCAB_SIZE + (events.N_KEYS if self.key_tokens else 0)
@@ -103,9 +108,16 @@ PRESETS: dict[str, dict] = {
     # The model we ship.
     "default": dict(),
     # Fine-tuning a trained model on a small corpus (cadenza-train --from RUN): a smaller step, few epochs.
-    # An epoch is at least 150,000 tokens (about 100 updates), however few the sessions.
+    # An epoch is at least 150,000 tokens (about 100 updates), however few the sessions, and half of it is the
+    # source's own corpus (rehearsal: measured in bench/README.md, it keeps the original style).
     "finetune": dict(
-        learning_rate=1e-3, epochs=12, patience=3, lr_patience=1, max_minutes=15.0, min_epoch_tokens=150_000
+        learning_rate=1e-3,
+        epochs=12,
+        patience=3,
+        lr_patience=1,
+        max_minutes=15.0,
+        min_epoch_tokens=150_000,
+        rehearsal=0.5,
     ),
     # For a GPU machine.
     "large": dict(

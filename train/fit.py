@@ -86,7 +86,13 @@ def _eval_fn(model):
 
 
 def fit(
-    cfg: TrainConfig, train_pieces, val_pieces, out_dir: Path, progress: bool = True, init: keras.Model | None = None
+    cfg: TrainConfig,
+    train_pieces,
+    val_pieces,
+    out_dir: Path,
+    progress: bool = True,
+    init: keras.Model | None = None,
+    rehearse: list | None = None,
 ) -> tuple[keras.Model, History]:
     """Train; the best model (by validation NLL) is saved to out_dir/model.keras as it appears.
 
@@ -116,9 +122,10 @@ def fit(
     try:
         for epoch in range(cfg.epochs):
             t0 = time.monotonic()
-            streams = batches.epoch_streams(
-                train_pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, cfg.min_epoch_tokens
-            )
+            pieces, min_tokens = train_pieces, cfg.min_epoch_tokens
+            if rehearse and cfg.rehearsal > 0:  # the new pieces, then the source's, in the set shares
+                pieces, min_tokens = batches.rehearsal_mix(train_pieces, rehearse, cfg.rehearsal, min_tokens, rng), 0
+            streams = batches.epoch_streams(pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, min_tokens)
             n_win = (streams.shape[1] - 1) // cfg.window
             states = zero_states(cfg.batch_size, cfg.hidden)
             losses = []
