@@ -400,17 +400,13 @@ class Daemon:
             self._mark_tempo()
             sch = self.player.scheduler
             out.all_notes_off()
-            if self._synth_program() >= 0:
-                out.send(mido.Message("program_change", channel=s.midi.channel - 1, program=self._synth_program()))
 
-            def send_program(port: object) -> None:  # (`port` is `out`, reopened): the synth's sound again
-                if self._synth_program() >= 0:
-                    out.send(
-                        mido.Message(
-                            "program_change", channel=self.settings.midi.channel - 1, program=self._synth_program()
-                        )
-                    )
+            def send_program(port: object = None) -> None:  # at start, and when `out` is reopened: the synth's sound
+                program = self._synth_program()
+                if program >= 0:
+                    out.send(mido.Message("program_change", channel=self.settings.midi.channel - 1, program=program))
 
+            send_program()
             out.on_reconnect = send_program
             signal.signal(signal.SIGTERM, self._on_stop)
             signal.signal(signal.SIGINT, self._on_stop)
