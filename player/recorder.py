@@ -52,6 +52,7 @@ class SessionRecorder:
         self._started: dt.datetime | None = None
         self._closed = False
         self._warned: set[str] = set()
+        self._tempo: mido.MetaMessage | None = None  # the last tempo marker, carried into the next part
 
     def record(self, direction: str, t_monotonic: float, msg: mido.Message) -> None:
         """Note one message; "in" = from the keyboard, "out" = to the synth. Never raises."""
@@ -61,13 +62,7 @@ class SessionRecorder:
             if not _is_channel(msg):
                 self.skipped += 1
                 return
-            with self._lock:
-                if self._started is None:
-                    self._started = dt.datetime.now()
-                self._events.append((float(t_monotonic), TRACKS[direction], msg))
-                full = len(self._events) >= MAX_EVENTS
-            if full:
-                self._flush()
+            self._append(t_monotonic, TRACKS[direction], msg)
         except Exception as e:
             self._warn("record", f"session recorder: cannot record {direction!r} {msg!r}: {e}")
 
@@ -75,13 +70,19 @@ class SessionRecorder:
         """The player's tempo from `t_monotonic` on (a marker on the input track). Never raises."""
         try:
             if not self._closed:
-                with self._lock:
-                    if self._started is None:
-                        self._started = dt.datetime.now()
-                    marker = mido.MetaMessage("marker", text=f"{TEMPO_MARKER} {bpm:g}")
-                    self._events.append((float(t_monotonic), TRACKS["in"], marker))
+                self._tempo = mido.MetaMessage("marker", text=f"{TEMPO_MARKER} {bpm:g}")
+                self._append(t_monotonic, TRACKS["in"], self._tempo)
         except Exception as e:
             self._warn("record", f"session recorder: cannot record the tempo: {e}")
+
+    def _append(self, t_monotonic: float, track: int, msg: mido.Message | mido.MetaMessage) -> None:
+        with self._lock:
+            if self._started is None:
+                self._started = dt.datetime.now()
+            self._events.append((float(t_monotonic), track, msg))
+            full = len(self._events) >= MAX_EVENTS
+        if full:
+            self._flush()
 
     def close(self) -> Path | None:
         """Write what was recorded (if anything) and trim old sessions; the file written, or None."""
@@ -100,8 +101,12 @@ class SessionRecorder:
         with self._lock:
             events, self._events = self._events, []
             started, self._started = self._started, None
-        if not events:
-            return None
+            if events and self._tempo is not None and not self._closed:
+                # a long session goes on in a new part: it starts at the tempo in force (as its first event,
+                # stamped at this part's last one)
+                self._events.append((events[-1][0], TRACKS["in"], self._tempo))
+        if not any(not m.is_meta for _, _, m in events):
+            return None  # (a part with nothing played: at most the tempo carried over)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self._free_name(started or dt.datetime.now())  # (set with the first event)

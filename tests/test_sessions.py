@@ -222,3 +222,27 @@ def test_rehearsal_mixes_the_source_pieces_in_the_set_share():
     n_old = sum(len(p) for p in mix if p[0] == 9)
     assert n_new == 1500 and 1500 <= n_old < 1550  # half and half of the 3,000: the new pieces five times over
     assert sum(len(p) for p in batches.rehearsal_mix(new, old, 0.25, 0, rng) if p[0] == 9) in range(100, 150)
+
+
+def test_a_long_session_split_into_parts_keeps_its_tempo_in_each(tmp_path, monkeypatch, caplog):
+    from cadenza.player import recorder as rec_mod
+
+    monkeypatch.setattr(rec_mod, "MAX_EVENTS", 10)
+    rec = SessionRecorder(tmp_path)
+    rec.tempo(0.0, 120.0)
+    for k in range(8):  # 16 notes' events: the first part fills at 10 events
+        rec.record("in", 0.5 * k, mido.Message("note_on", note=60 + k, velocity=80))
+        rec.record("in", 0.5 * k + 0.2, mido.Message("note_off", note=60 + k))
+    rec.close()
+    assert len(rec.written) == 2
+    with caplog.at_level(logging.WARNING, logger="cadenza.train.sessions"):
+        parts = [sessions.session_tokens(mido.MidiFile(p), "in", name=p.name) for p in rec.written]
+    assert not caplog.records  # each part has its tempo marker
+    assert [len(_ons(t)) for t in parts] == [5, 3] and _ons(parts[1]) == [65, 66, 67]
+    assert sum(1 for p in rec.written for m in mido.MidiFile(p).tracks[0] if m.type == "marker") == 2
+
+
+def test_a_session_with_nothing_played_writes_no_file(tmp_path):
+    rec = SessionRecorder(tmp_path)
+    rec.tempo(0.0, 120.0)
+    assert rec.close() is None and not list(tmp_path.iterdir())
