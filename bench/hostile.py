@@ -76,9 +76,12 @@ def hostile_batch(rnd: random.Random, n: int) -> list[list[int]]:
     return out[:n]
 
 
-def flood(target: str, seconds: float, rate: float, seed: int = 1, client: str = "flood") -> int:
+def flood(
+    target: str, seconds: float, rate: float, seed: int = 1, client: str = "flood", switch_every: float = 0.0
+) -> int:
     """Send hostile_batch messages to the JACK input `target` at `rate` per second; the count sent
-    (handed to the server: the sender's queue is paced out by its process callback)."""
+    (handed to the server: the sender's queue is paced out by its process callback). With `switch_every`,
+    a Program Change on channel 1 every that many seconds, 1, 0, 1, ... (patch switches inside the flood)."""
     from support.jack import JackSender
 
     rnd = random.Random(seed)
@@ -87,7 +90,12 @@ def flood(target: str, seconds: float, rate: float, seed: int = 1, client: str =
         print("FLOODING", flush=True)
         t0 = time.monotonic()
         end = t0 + seconds
+        program, next_switch = 1, t0 + switch_every
         while (now := time.monotonic()) < end:
+            if switch_every and now >= next_switch:
+                keys.send([0xC0, program])
+                queued += 1
+                program, next_switch = 1 - program, next_switch + switch_every
             due = min(int((now - t0) * rate) - queued, 500)
             if keys.pending() < 2000:  # never more than a few cycles ahead of the server
                 for msg in hostile_batch(rnd, due) if due > 0 else ():
@@ -125,11 +133,15 @@ def run(
     client: str = "hostile",
     folder: Path | None = None,
     mapped_controls: bool = False,
+    patches: list[str] | None = None,
+    switch_every: float = 2.5,
 ) -> dict:
     """Flood a duet for `seconds` at `rate` messages/s; the figures as a dict. Needs a JACK server.
 
     mapped_controls: the default CC map (tempo, mode, panic... knobs in the storm: the grid
     moves, so only survival, memory and silence mean anything then).
+    patches: bundles for programs 0, 1, ... ([patches] in the config); the flood then switches between
+    the first two every `switch_every` seconds, and the figures count the switches the player logged.
     """
     from support.daemon import Player, rss_kb, sounding_after, write_config
     from support.jack import JackReceiver
@@ -146,6 +158,7 @@ def run(
         tempo=TEMPO,
         controls=None if mapped_controls else NO_CONTROLS,
         output=f"{client}-synth:in",
+        extra="".join(["\n[patches]\n", *(f'{i} = "{b}"\n' for i, b in enumerate(patches))] if patches else []),
     )
     player = Player(cfg).start()
     try:
@@ -165,6 +178,8 @@ def run(
                 str(rate),
                 "--seed",
                 str(seed),
+                "--switch-every",
+                str(switch_every if patches else 0.0),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -213,6 +228,7 @@ def run(
         "player_sent": _player_sent(log),
         "synth_received": len(events),
         "synth_torn_cycles": synth.torn,
+        "patch_switches": len(re.findall(r"INFO \S+: patch \d+: ", log)),
     }
     return res
 
@@ -231,6 +247,7 @@ def campaign(
     mapped_controls: bool = True,
     sync: bool = True,
     realtime: bool = False,
+    patches: list[str] | None = None,
 ) -> dict:
     """`runs` floods at each JACK period, each on a fresh server: crashes, notes left sounding, messages.
 
@@ -259,7 +276,15 @@ def campaign(
             server.start()
             os.environ.update(jack_env(server.name))
             try:
-                r = run(model, seconds, rate, quiet_s=3.0, seed=1000 * period + i, mapped_controls=mapped_controls)
+                r = run(
+                    model,
+                    seconds,
+                    rate,
+                    quiet_s=3.0,
+                    seed=1000 * period + i,
+                    mapped_controls=mapped_controls,
+                    patches=patches,
+                )
             except AssertionError as e:  # the player did not start (a JACK server that died under us, say)
                 print(json.dumps({"period": period, "run": i, "start_failed": str(e)[-300:]}), flush=True)
                 failed.append(str(e)[-300:])
@@ -277,6 +302,7 @@ def campaign(
                     "synth_received": r["synth_received"],
                     "synth_torn_cycles": r["synth_torn_cycles"],
                     "error_lines": r["error_lines"],
+                    "patch_switches": r["patch_switches"],
                 }
             )
             print(json.dumps({"period": period, "run": i, **rows[-1]}), flush=True)
@@ -290,6 +316,7 @@ def campaign(
             "lost_at_receiver": sum(
                 (r["player_sent"] or 0) - r["synth_received"] for r in rows if r["player_sent"] is not None
             ),
+            "patch_switches": sum(r["patch_switches"] for r in rows),
             "runs_detail": rows,
         }
     return table
@@ -330,11 +357,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--realtime", action="store_true", help="jackd with real-time scheduling (-R, its default; needs the privilege)"
     )
+    ap.add_argument(
+        "--patches", nargs="+", metavar="BUNDLE", help="a patch bank (programs 0, 1, ...): the flood switches 0 <-> 1"
+    )
     ap.add_argument("--flood", metavar="PORT", help=argparse.SUPPRESS)  # the flooding client (run by run())
+    ap.add_argument("--switch-every", type=float, default=0.0, help=argparse.SUPPRESS)  # (the flooding client)
     args = ap.parse_args(argv)
 
     if args.flood:
-        print(f"sent {flood(args.flood, args.seconds, args.rate, args.seed)}", flush=True)
+        print(
+            f"sent {flood(args.flood, args.seconds, args.rate, args.seed, switch_every=args.switch_every)}", flush=True
+        )
         return 0
 
     from support.jack import jack_env, start_free_server
@@ -354,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             mapped_controls=args.mapped_controls,
             sync=not args.async_jack,
             realtime=args.realtime,
+            patches=args.patches,
         )
         summary = {p: {k: v for k, v in t.items() if k != "runs_detail"} for p, t in res.items()}
         print(json.dumps(summary, indent=1))
@@ -366,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         server = start_free_server("cadenza-hostile")
         os.environ.update(jack_env(server.name))
     try:
-        res = run(model, args.seconds, args.rate, seed=args.seed, mapped_controls=args.mapped_controls)
+        res = run(
+            model, args.seconds, args.rate, seed=args.seed, mapped_controls=args.mapped_controls, patches=args.patches
+        )
     finally:
         if server is not None:
             server.stop(signal.SIGTERM)

@@ -18,6 +18,12 @@ A key-conditioned model (player/conditioning.py) is told the opening's key as th
 tells it: a KEY token when the continuation starts (the answer), then one after every SHIFT
 that crosses a period; nothing during the opening (no key known yet). `--untold` scores it
 without any KEY token (the model alone).
+
+`--told data` names the key as training does instead (conditioning.insert's rule: at every
+bar line, the key of the notes from a bar back to two bars ahead, no dropout), KEY tokens from
+the start of the piece, and the lean pulls each step to the key last named: what the lean costs
+when it leans to the key the music is really in, Bach's modulations included. An unconditioned
+model is not told, only leaned.
 """
 
 from __future__ import annotations
@@ -42,6 +48,12 @@ def main(argv=None) -> int:
     ap.add_argument("--strengths", type=float, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--phrase-beats", type=float, default=16)
     ap.add_argument("--untold", action="store_true", help="a key-conditioned model is not told the key")
+    ap.add_argument(
+        "--told",
+        choices=("opening", "data"),
+        default="opening",
+        help="the key told and leaned to: the opening's (as the player) or the music's own, as training names it",
+    )
     args = ap.parse_args(argv)
     from cadenza.player import conditioning
     from cadenza.player.runtime import open_model
@@ -69,9 +81,22 @@ def main(argv=None) -> int:
         model.reset()
         tick = 0
         key_tok = conditioning.key_token(key)
+        starts = np.array([n.start for n in notes], dtype=np.int64)
         for prev, nxt in zip(toks[:-1], toks[1:]):
             model.step(int(prev), out=logits)
-            if ev.is_shift(int(prev)):
+            if ev.is_shift(int(prev)) and args.told == "data":
+                before, tick = tick, tick + ev.shift_ticks(int(prev))
+                if conditioning.crosses(before, tick) or (before < cut <= tick):
+                    lo = np.searchsorted(starts, tick - conditioning.BACK_TICKS)
+                    hi = np.searchsorted(starts, tick + conditioning.AHEAD_TICKS)
+                    near = notes[lo:hi]
+                    here = keys.estimate(near) if len(near) >= conditioning.MIN_NOTES else keys.estimate(notes)
+                    if here is not None and here != key:
+                        key = here
+                        biases = {s: keys.bias(key, s, model.vocab_size) for s in args.strengths}
+                    if told and key is not None and conditioning.crosses(before, tick):
+                        model.step(conditioning.key_token(key), out=logits)
+            elif ev.is_shift(int(prev)):
                 before, tick = tick, tick + ev.shift_ticks(int(prev))
                 if told and before < cut <= tick:
                     model.step(key_tok, out=logits)  # the answer starts: the player tells the phrase's key
@@ -98,6 +123,7 @@ def main(argv=None) -> int:
         "note_on_tokens": count_on,
         "phrase_beats": args.phrase_beats,
         "told_the_key": told,
+        "told": args.told,
         "bach_continuation_in_opening_key": f"{bach_in_key}/{pieces}",
         "rows": rows,
     }

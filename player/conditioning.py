@@ -112,6 +112,37 @@ def shift_continuation(tokens: np.ndarray, rng: np.random.Generator, every: int 
     return ev.encode_notes(moved)
 
 
+def shift_segments(
+    tokens: np.ndarray, rng: np.random.Generator, mean_bars: float, every: int = EVERY_TICKS
+) -> np.ndarray:
+    """Training only: the piece cut at random bar lines (one in `mean_bars` on average, two bars in at least)
+    and every note from each cut on moved to another key, so that the KEY tokens, which look two bars ahead,
+    announce each move before the context can show it: the model learns to go where it is told."""
+    notes = ev.decode_notes(tokens)
+    if not notes:
+        return np.asarray(tokens, dtype=np.int32)
+    end = max(n.end for n in notes)
+    offset, moves = 0, []
+    for bar in range(2 * every, end - every, every):
+        if rng.random() < 1.0 / mean_bars:
+            offset += int(rng.choice([-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6]))
+            moves.append((bar, offset))
+    if not moves:
+        return np.asarray(tokens, dtype=np.int32)
+    cuts = np.array([b for b, _ in moves])
+    offsets = [0] + [o for _, o in moves]
+    moved = [
+        ev.Note(
+            n.start,
+            ev.fold_pitch(n.pitch + offsets[int(np.searchsorted(cuts, n.start, side="right"))]),
+            n.end,
+            n.velocity,
+        )
+        for n in notes
+    ]
+    return ev.encode_notes(moved)
+
+
 def describe() -> dict:
     """What a bundle's model.json says about its conditioning (the player reads it back)."""
     return {

@@ -265,3 +265,37 @@ def test_key_shift_applies_to_training_pieces_only():
     with pytest.raises(ValueError, match="key_shift"):
         make_config("tiny", key_shift=0.5)
     assert make_config("tiny", key_tokens=True, key_shift=0.5).key_shift == 0.5
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_shifted_segments_move_the_notes_at_bar_lines_each_by_its_own_interval(seed):
+    rng = np.random.default_rng(200 + seed)
+    line = [ev.Note(24 * i, int(rng.integers(48, 84)), 24 * i + 20) for i in range(96)]  # 24 bars of quarters
+    after = ev.decode_notes(cond.shift_segments(ev.encode_notes(line), np.random.default_rng(seed), mean_bars=3))
+    assert [(n.start, n.end) for n in after] == [(n.start, n.end) for n in line]
+    intervals = [(a.pitch - b.pitch) % 12 for a, b in zip(after, line)]
+    changes = [n.start for n, k, j in zip(line[1:], intervals[1:], intervals) if k != j]
+    assert changes  # (at one cut in 3 bars, 22 bar lines: none at all has probability 0.0001)
+    assert all(c % cond.EVERY_TICKS == 0 and c >= 2 * cond.EVERY_TICKS for c in changes)  # only on bar lines
+    assert all(k == 0 for n, k in zip(line, intervals) if n.start < 2 * cond.EVERY_TICKS)
+    bars = {n.start // cond.EVERY_TICKS: k for n, k in zip(line, intervals)}
+    assert all(k == bars[n.start // cond.EVERY_TICKS] for n, k in zip(line, intervals))  # one interval per bar
+
+
+def test_fresh_key_shifts_are_drawn_every_epoch_and_keep_the_key_tokens_true():
+    from cadenza.train.config import make_config
+    from cadenza.train.corpus import reshifted
+
+    with pytest.raises(ValueError, match="key_shift_bars"):
+        make_config("tiny", key_tokens=True, key_shift_bars=4)
+    rng = np.random.default_rng(3)
+    line = [ev.Note(24 * i, 60 + (0, 2, 4, 5, 7, 9, 11)[i % 7], 24 * i + 20) for i in range(64)]  # C major
+    piece = cond.insert(ev.encode_notes(line), np.random.default_rng(0))
+    drawn = [reshifted(piece, 1.0, 3.0, rng) for _ in range(5)]
+    assert len({tuple(d.tolist()) for d in drawn}) == 5  # anew each time
+    for d in drawn:
+        music = cond.strip(d)
+        assert [n.start for n in ev.decode_notes(music)] == [n.start for n in line]
+        assert cond.strip(cond.insert(music, np.random.default_rng(1))).tolist() == music.tolist()
+        named = [cond.key_of(t) for t in d.tolist() if ev.is_key(np.asarray([t]))[0]]
+        assert named and len(set(named)) > 1  # the KEY tokens follow the moves

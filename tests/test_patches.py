@@ -15,7 +15,7 @@ from cadenza.player.patches import Bank, Slot, default_patches
 from cadenza.player.runtime import open_model
 from support.fakes import BigramModel, ScriptModel
 from support.models import converted
-from support.rig import SPT, off, on, rig
+from support.rig import SPT, cc, off, on, rig
 
 BAR = 4 * ev.TICKS_PER_BEAT
 
@@ -255,3 +255,76 @@ def test_the_old_patch_notes_end_on_the_bar_line():
     # the new patch heard them end: its stream has their note-offs at the bar, before its first note
     (_, _, history, heard) = switches[0]
     assert heard[-2:] == [ev.note_off(48), ev.note_off(55)]
+
+
+def _stranger(seed):
+    """A stranger's keyboard for a minute of call-response: phrases with keys left down, note-offs with no
+    note-on, zero-length notes, chords, a sustain pedal (reversed in odd seeds) and Program Changes anywhere."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    reversed_pedal = seed % 2 == 1
+    up, down = (127, 0) if reversed_pedal else (0, 127)
+    out = [(0.05, cc(64, up))]
+    t = 0.3
+    programs = []
+    while t < 40.0:
+        for _ in range(int(rng.integers(2, 9))):  # a phrase
+            notes = [int(n) for n in rng.integers(48, 84, size=int(rng.integers(1, 4)))]  # a note or a chord
+            length = float(rng.choice([0.0, 0.1, 0.25, 0.5, 1.0]))
+            for n in notes:
+                if length == 0.0:
+                    out += [(t, off(n)), (t, on(n))]  # zero length, the note-off first
+                else:
+                    out.append((t, on(n)))
+                    if rng.random() > 0.15:  # some keys are left down (a lost note-off)
+                        out.append((t + length, off(n)))
+            if rng.random() < 0.1:
+                out.append((t + 0.05, off(int(rng.integers(48, 84)))))  # a note-off with no note-on
+            if rng.random() < 0.2:
+                out.append((t, cc(64, down)))
+                if rng.random() < 0.6:
+                    out.append((t + length + 0.3, cc(64, up)))
+            t += max(length, 0.2) + float(rng.choice([0.0, 0.1, 0.3]))
+        if rng.random() < 0.7:
+            p = int(rng.integers(0, 2))
+            programs.append(p)
+            out.append((t + float(rng.uniform(0.0, 6.0)), mido.Message("program_change", program=p)))
+        t += float(rng.uniform(2.0, 9.0))
+    return sorted(out, key=lambda e: e[0]), programs
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_switches_amid_held_keys_reversed_pedals_and_stray_note_offs_leave_nothing_hanging(seed):
+    a, b = BigramModel(seed=seed), BigramModel(seed=50 + seed)
+    events, programs = _stranger(seed)
+    switches = []
+    sch, sink = rig(
+        a,
+        mode="call-response",
+        events=events,
+        bank=_bank(a, b),
+        patch=0,
+        on_patch=lambda slot, tick: switches.append((slot.program, tick)),
+    )
+    sch.begin()
+    sch.run(until=sch.clock.now() + 75.0)  # the last event by 55 s, then time for its answer
+    sch.end()
+    sounding: dict[int, int] = {}
+    last = -1.0
+    answered = 0
+    for when, m in sink.sent:
+        assert when >= last  # in time order
+        last = when
+        if m.type == "note_on" and m.velocity:
+            sounding[m.note] = sounding.get(m.note, 0) + 1
+            answered += 1
+        elif m.type in ("note_off", "note_on"):
+            sounding[m.note] = max(0, sounding.get(m.note, 0) - 1)
+    assert not any(sounding.values()), (seed, sounding)
+    assert answered, seed  # it answered the phrases: the held keys and the pedal did not silence it
+    wanted = [p for i, p in enumerate(programs) if p != ([0] + programs)[i]]  # each change of patch asked for
+    if programs:
+        assert sch.background.current == programs[-1] and not sch.background.busy, (seed, switches)
+    assert len(switches) <= len(wanted)  # a request for the patch already playing is no switch
+    assert all(p != q for (p, _), (q, _) in zip([(0, 0), *switches], switches))

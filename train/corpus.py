@@ -480,7 +480,7 @@ def splits_for(cfg, cache_dir: Path | None = None) -> tuple[list[Piece], list[Pi
         pieces = pieces[: cfg.corpus_limit]
     train, val, test = split_pieces(pieces, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
     if cfg.key_tokens:
-        if cfg.key_shift:
+        if cfg.key_shift and not cfg.key_shift_bars:  # (with key_shift_bars, fit draws the moves every epoch)
             train = [shifted(p, cfg.key_shift, cfg.seed) for p in train]  # training pieces only
         train, val, test = ([with_key_tokens(p, cfg.seed) for p in part] for part in (train, val, test))
     return train, val, test
@@ -500,6 +500,17 @@ def shifted(piece: Piece, share: float, seed: int = 0) -> Piece:
     if rng.random() >= share:
         return piece
     return Piece(piece.name, conditioning.shift_continuation(piece.tokens, rng))
+
+
+def reshifted(tokens: np.ndarray, share: float, mean_bars: float, rng: np.random.Generator) -> np.ndarray:
+    """A training piece with KEY tokens, drawn anew: with probability `share` moved to new keys at random bar
+    lines (conditioning.shift_segments), then its KEY tokens placed again. For one epoch of fit."""
+    from cadenza.player import conditioning
+
+    music = conditioning.strip(tokens)
+    if rng.random() < share:
+        music = conditioning.shift_segments(music, rng, mean_bars)
+    return conditioning.insert(music, rng)
 
 
 def with_key_tokens(piece: Piece, seed: int = 0) -> Piece:

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from cadenza.player import events
 
-from . import batches
+from . import batches, corpus
 from .config import TrainConfig
 from .model import build_model, zero_states
 
@@ -117,12 +117,21 @@ def fit(
         opt.apply_gradients(zip(grads, model.trainable_variables))
         return loss, [tf.stop_gradient(s) for s in new]
 
-    deadline = time.monotonic() + cfg.max_minutes * 60
+    budget = cfg.max_minutes * 60
+    deadline = time.monotonic() + budget
     since_best = 0
+
+    def anneal() -> None:  # lr_schedule "cosine": by the share of the time cap gone
+        done = min(1.0, max(0.0, 1.0 - (deadline - time.monotonic()) / budget))
+        scale = cfg.lr_floor + (1.0 - cfg.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * done))
+        opt.learning_rate.assign(cfg.learning_rate * scale)
+
     try:
         for epoch in range(cfg.epochs):
             t0 = time.monotonic()
             pieces, min_tokens = train_pieces, cfg.min_epoch_tokens
+            if cfg.key_shift_bars:  # key moves and KEY tokens drawn anew for this epoch
+                pieces = [corpus.reshifted(p, cfg.key_shift, cfg.key_shift_bars, rng) for p in train_pieces]
             if rehearse and cfg.rehearsal > 0:  # the new pieces, then the source's, in the set shares
                 pieces, min_tokens = batches.rehearsal_mix(train_pieces, rehearse, cfg.rehearsal, min_tokens, rng), 0
             streams = batches.epoch_streams(pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, min_tokens)
@@ -131,6 +140,8 @@ def fit(
             losses = []
             bar = _bar(n_win, f"epoch {epoch + 1}/{cfg.epochs}", progress)
             for x, y in batches.windows(streams, cfg.window):
+                if cfg.lr_schedule == "cosine":
+                    anneal()
                 loss, states = train_step(x, y, states)
                 losses.append(float(loss))
                 hist.train_tokens += x.size
@@ -157,7 +168,7 @@ def fit(
                 model.save(best_path)
             else:
                 since_best += 1
-                if since_best % cfg.lr_patience == 0:
+                if cfg.lr_schedule == "plateau" and since_best % cfg.lr_patience == 0:
                     # halve the step size on a plateau: cheaper than a schedule tuned per corpus
                     opt.learning_rate.assign(opt.learning_rate * 0.5)
                     log.info("learning rate now %.2e", float(opt.learning_rate))
