@@ -123,3 +123,23 @@ def test_bad_setting_is_a_clear_error(tmp_path):
     assert "hiden" in res.stderr and "Traceback" not in res.stderr
     res = run_train("--corpus", tmp_path, "--preset", "huge", "--out", tmp_path / "run")
     assert res.returncode == 2 and "huge" in res.stderr
+
+
+def test_cosine_step_size_falls_from_the_set_one_to_its_floor_over_the_time_cap(tmp_path):
+    from cadenza.train.config import make_config
+    from cadenza.train.fit import cosine_step, fit
+
+    cfg = make_config("tiny", lr_schedule="cosine", lr_floor=0.05, learning_rate=1e-2, max_minutes=0.1)
+    steps = [cosine_step(cfg, d) for d in np.linspace(-0.5, 1.5, 41)]
+    assert steps[0] == pytest.approx(1e-2) and steps[-1] == pytest.approx(5e-4)
+    assert cosine_step(cfg, 0.5) == pytest.approx(1e-2 * (0.05 + 0.95 / 2))
+    assert all(a >= b for a, b in zip(steps, steps[1:]))  # never rises
+    with pytest.raises(ValueError, match="lr_schedule"):
+        make_config("tiny", lr_schedule="linear")
+    with pytest.raises(ValueError, match="lr_floor"):
+        make_config("tiny", lr_floor=2.0)
+    # a real (6 s) run on the schedule: it trains, and the best model is kept
+    rng = np.random.default_rng(0)
+    pieces = [rng.integers(3, 200, size=200).astype(np.int32) for _ in range(4)]
+    model, hist = fit(cfg, pieces, pieces[:1], tmp_path, progress=False)
+    assert hist.val_loss and np.isfinite(hist.val_loss).all() and (tmp_path / "model.keras").exists()

@@ -134,10 +134,6 @@ PRESETS: dict[str, dict] = {
         min_epoch_tokens=150_000,
         rehearsal=0.5,
     ),
-    # The shipped folk model: the tunes are many and short, so the default's plateau halving leaves it
-    # still learning at the time cap; little dropout and a step size annealed over the cap train it further
-    # in the same time (measured in bench/README.md).
-    "folk": dict(dropout=0.05, lr_schedule="cosine", max_minutes=36.0),
     # For a GPU machine.
     "large": dict(
         embed_dim=128, hidden=768, window=256, batch_size=64, epochs=80, patience=6, max_minutes=240.0, dropout=0.3

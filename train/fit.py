@@ -85,6 +85,12 @@ def _eval_fn(model):
     return step
 
 
+def cosine_step(cfg: TrainConfig, done: float) -> float:
+    """lr_schedule "cosine": the step size when the share `done` of the time cap is gone (clamped to [0, 1])."""
+    done = min(1.0, max(0.0, done))
+    return cfg.learning_rate * (cfg.lr_floor + (1.0 - cfg.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * done)))
+
+
 def fit(
     cfg: TrainConfig,
     train_pieces,
@@ -122,9 +128,7 @@ def fit(
     since_best = 0
 
     def anneal() -> None:  # lr_schedule "cosine": by the share of the time cap gone
-        done = min(1.0, max(0.0, 1.0 - (deadline - time.monotonic()) / budget))
-        scale = cfg.lr_floor + (1.0 - cfg.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * done))
-        opt.learning_rate.assign(cfg.learning_rate * scale)
+        opt.learning_rate.assign(cosine_step(cfg, 1.0 - (deadline - time.monotonic()) / budget))
 
     try:
         for epoch in range(cfg.epochs):
