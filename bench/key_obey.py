@@ -10,6 +10,11 @@ same mode, as a KEY token at once and after every bar line, as the player tells 
 share of these continuations whose Krumhansl–Schmuckler key is the told one. A model that ignores the
 KEY tokens scores about what Bach's own continuations do for move 0, and near chance (1/24) otherwise.
 An unconditioned model is fed no KEY token (its figure is the baseline).
+
+`--at-cut` scores the place a KEY token matters most instead: each test chorale moved to another key
+(2 to 6 semitones, seeded by its index) from its middle bar line on, KEY tokens placed as training places
+them (no dropout), and the mean NLL of the NOTE_ONs in the bar after the cut, told the new key (the true
+labels), told nothing (KEY tokens stripped), and told the old key (from a bar before the cut on).
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ def main(argv=None) -> int:
     ap.add_argument("--beats", type=float, default=16)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--opening-beats", type=float, default=16)
+    ap.add_argument("--at-cut", action="store_true", help="NLL after a key move, told the new key, none, the old")
     args = ap.parse_args(argv)
+    if args.at_cut:
+        return at_cut(args.model)
     from cadenza.player import conditioning, keys
     from cadenza.player import events as ev
     from cadenza.player.runtime import open_model
@@ -97,6 +105,53 @@ def main(argv=None) -> int:
     out_dir = Path(__file__).resolve().parent / "out"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "key_obey.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+def at_cut(path: str) -> int:
+    from cadenza.convert.reference import log_softmax
+    from cadenza.player import conditioning as cond
+    from cadenza.player import events as ev
+    from cadenza.player.runtime import open_model
+    from cadenza.train.config import TrainConfig
+    from cadenza.train.corpus import splits_for
+
+    model = open_model(path)
+    _train, _val, test = splits_for(TrainConfig())
+    logits = np.empty(model.vocab_size, np.float32)
+    sums = {"told the new key": [0.0, 0], "told nothing": [0.0, 0], "told the old key": [0.0, 0]}
+    for index, piece in enumerate(test):
+        notes = ev.decode_notes(np.asarray(piece.tokens))
+        if not notes:
+            continue
+        cut = max(n.end for n in notes) // 2 // cond.EVERY_TICKS * cond.EVERY_TICKS
+        if cut < 2 * cond.EVERY_TICKS:
+            continue
+        move = int(np.random.default_rng(index).choice([2, 3, 4, 5, 6, -5, -4, -3, -2]))
+        moved = [
+            ev.Note(n.start, ev.fold_pitch(n.pitch + move), n.end, n.velocity) if n.start >= cut else n for n in notes
+        ]
+        labelled = cond.insert(ev.encode_notes(moved), np.random.default_rng(0), dropout=0.0)
+        for variant, acc in sums.items():
+            toks = (cond.strip(labelled) if variant == "told nothing" else labelled).tolist()
+            model.reset()
+            tick = 0
+            for a, b in zip(toks[:-1], toks[1:]):
+                if variant == "told the old key" and ev.is_key(np.asarray([a]))[0] and tick >= cut - cond.EVERY_TICKS:
+                    tonic, mode = cond.key_of(a)
+                    a = cond.key_token(((tonic - move) % 12, mode))
+                model.step(int(a), out=logits)
+                if ev.is_shift(int(a)):
+                    tick += ev.shift_ticks(int(a))
+                if cut <= tick < cut + cond.EVERY_TICKS and ev.is_note_on(int(b)):
+                    acc[0] -= float(log_softmax(logits[: ev.VOCAB_SIZE])[int(b)])
+                    acc[1] += 1
+    result = {
+        "model": path,
+        **{k: round(v[0] / max(v[1], 1), 4) for k, v in sums.items()},
+        "note_ons": sums["told nothing"][1],
+    }
     print(json.dumps(result))
     return 0
 
