@@ -141,7 +141,7 @@ def run(
     mapped_controls: the default CC map (tempo, mode, panic... knobs in the storm: the grid
     moves, so only survival, memory and silence mean anything then).
     patches: bundles for programs 0, 1, ... ([patches] in the config); the flood then switches between
-    the first two every `switch_every` seconds, and the figures count the switches the player logged.
+    the first two every `switch_every` seconds, and the figures count the `patch N:` lines the player logged.
     """
     from support.daemon import Player, rss_kb, sounding_after, write_config
     from support.jack import JackReceiver

@@ -117,7 +117,8 @@ def shift_segments(
 ) -> np.ndarray:
     """Training only: the piece cut at random bar lines (one in `mean_bars` on average, two bars in at least)
     and every note from each cut on moved to another key, so that the KEY tokens, which look two bars ahead,
-    announce each move before the context can show it: the model learns to go where it is told."""
+    announce each move before the context can show it (bench/README.md, "Key moves drawn anew every epoch":
+    the model still learns to find the key from the notes)."""
     notes = ev.decode_notes(tokens)
     if not notes:
         return np.asarray(tokens, dtype=np.int32)

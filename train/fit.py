@@ -137,7 +137,7 @@ def fit(
             if cfg.key_shift_bars:  # key moves and KEY tokens drawn anew for this epoch
                 pieces = [corpus.reshifted(p, cfg.key_shift, cfg.key_shift_bars, rng) for p in train_pieces]
             if rehearse and cfg.rehearsal > 0:  # the new pieces, then the source's, in the set shares
-                pieces, min_tokens = batches.rehearsal_mix(train_pieces, rehearse, cfg.rehearsal, min_tokens, rng), 0
+                pieces, min_tokens = batches.rehearsal_mix(pieces, rehearse, cfg.rehearsal, min_tokens, rng), 0
             streams = batches.epoch_streams(pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, min_tokens)
             n_win = (streams.shape[1] - 1) // cfg.window
             states = zero_states(cfg.batch_size, cfg.hidden)
