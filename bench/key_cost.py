@@ -87,10 +87,7 @@ def main(argv=None) -> int:
             if ev.is_shift(int(prev)) and args.told == "data":
                 before, tick = tick, tick + ev.shift_ticks(int(prev))
                 if conditioning.crosses(before, tick) or (before < cut <= tick):
-                    lo = np.searchsorted(starts, tick - conditioning.BACK_TICKS)
-                    hi = np.searchsorted(starts, tick + conditioning.AHEAD_TICKS)
-                    near = notes[lo:hi]
-                    here = keys.estimate(near) if len(near) >= conditioning.MIN_NOTES else keys.estimate(notes)
+                    here = conditioning.label(notes, starts, tick, keys.estimate(notes))
                     if here is not None and here != key:
                         key = here
                         biases = {s: keys.bias(key, s, model.vocab_size) for s in args.strengths}

@@ -76,10 +76,7 @@ def main(argv=None) -> int:
                     if tick >= cut:
                         break
                     if told and conditioning.crosses(before, tick):
-                        lo = np.searchsorted(starts, tick - conditioning.BACK_TICKS)
-                        hi = np.searchsorted(starts, tick + conditioning.AHEAD_TICKS)
-                        near = notes[lo:hi]
-                        k = keys.estimate(near) if len(near) >= conditioning.MIN_NOTES else home
+                        k = conditioning.label(notes, starts, tick, home)
                         model.step(conditioning.key_token(k), out=logits)
                 if told:
                     model.step(conditioning.key_token(target), out=logits)
@@ -129,10 +126,7 @@ def at_cut(path: str) -> int:
         if cut < 2 * cond.EVERY_TICKS:
             continue
         move = int(np.random.default_rng(index).choice([2, 3, 4, 5, 6, -5, -4, -3, -2]))
-        moved = [
-            ev.Note(n.start, ev.fold_pitch(n.pitch + move), n.end, n.velocity) if n.start >= cut else n for n in notes
-        ]
-        labelled = cond.insert(ev.encode_notes(moved), np.random.default_rng(0), dropout=0.0)
+        labelled = cond.insert(ev.encode_notes(cond.moved(notes, [(cut, move)])), np.random.default_rng(0), dropout=0.0)
         for variant, acc in sums.items():
             toks = (cond.strip(labelled) if variant == "told nothing" else labelled).tolist()
             model.reset()

@@ -33,6 +33,7 @@ AHEAD_TICKS = 8 * ev.TICKS_PER_BEAT  # ... and two ahead
 DROPOUT = 0.15
 MIN_NOTES = 3  # fewer notes in the window: the piece's own key
 RECENT_HALF_LIFE_TICKS = 8 * ev.TICKS_PER_BEAT  # with no key to tell, the player names the recent notes' key
+MOVES = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)  # the semitones a training key move draws from
 
 
 def accepts(vocab_size: int) -> bool:
@@ -86,12 +87,37 @@ def insert(
         before, tick = tick, tick + ev.shift_ticks(tok)
         if not crosses(before, tick, every, phase) or rng.random() < dropout:
             continue
-        lo, hi = np.searchsorted(starts, tick - back), np.searchsorted(starts, tick + ahead)
-        near = notes[lo:hi]
-        key = keys.estimate(near) if len(near) >= MIN_NOTES else whole
+        key = label(notes, starts, tick, whole, back, ahead)
         if key is not None:
             out.append(key_token(key))
     return np.asarray(out, dtype=np.int32)
+
+
+def label(
+    notes: list[ev.Note],
+    starts: np.ndarray,
+    tick: int,
+    fallback: tuple[int, str] | None,
+    back: int = BACK_TICKS,
+    ahead: int = AHEAD_TICKS,
+) -> tuple[int, str] | None:
+    """The key training names at `tick`: that of the notes starting from `back` ticks before it to `ahead`
+    after (`starts`: their start ticks, sorted), or `fallback` when there are fewer than MIN_NOTES."""
+    lo, hi = np.searchsorted(starts, tick - back), np.searchsorted(starts, tick + ahead)
+    near = notes[lo:hi]
+    return keys.estimate(near) if len(near) >= MIN_NOTES else fallback
+
+
+def moved(notes: list[ev.Note], moves: list[tuple[int, int]]) -> list[ev.Note]:
+    """The notes, each moved by the semitones of the last move at or before its start (folded onto the
+    keyboard); `moves` = [(tick, semitones from the original)] in time order. Training and benches only."""
+    cuts = np.array([tick for tick, _ in moves], dtype=np.int64)
+    offsets = [0] + [semitones for _, semitones in moves]
+    out = []
+    for n in notes:
+        k = offsets[int(np.searchsorted(cuts, n.start, side="right"))]
+        out.append(ev.Note(n.start, ev.fold_pitch(n.pitch + k), n.end, n.velocity) if k else n)
+    return out
 
 
 def shift_continuation(tokens: np.ndarray, rng: np.random.Generator, every: int = EVERY_TICKS) -> np.ndarray:
@@ -105,11 +131,8 @@ def shift_continuation(tokens: np.ndarray, rng: np.random.Generator, every: int 
     if not bars:
         return np.asarray(tokens, dtype=np.int32)
     cut = int(rng.choice(bars))
-    semitones = int(rng.choice([-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6]))
-    moved = [
-        ev.Note(n.start, ev.fold_pitch(n.pitch + semitones), n.end, n.velocity) if n.start >= cut else n for n in notes
-    ]
-    return ev.encode_notes(moved)
+    semitones = int(rng.choice(MOVES))
+    return ev.encode_notes(moved(notes, [(cut, semitones)]))
 
 
 def shift_segments(
@@ -126,22 +149,11 @@ def shift_segments(
     offset, moves = 0, []
     for bar in range(2 * every, end - every, every):
         if rng.random() < 1.0 / mean_bars:
-            offset += int(rng.choice([-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6]))
+            offset += int(rng.choice(MOVES))
             moves.append((bar, offset))
     if not moves:
         return np.asarray(tokens, dtype=np.int32)
-    cuts = np.array([b for b, _ in moves])
-    offsets = [0] + [o for _, o in moves]
-    moved = [
-        ev.Note(
-            n.start,
-            ev.fold_pitch(n.pitch + offsets[int(np.searchsorted(cuts, n.start, side="right"))]),
-            n.end,
-            n.velocity,
-        )
-        for n in notes
-    ]
-    return ev.encode_notes(moved)
+    return ev.encode_notes(moved(notes, moves))
 
 
 def describe() -> dict:
