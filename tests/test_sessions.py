@@ -246,3 +246,24 @@ def test_a_session_with_nothing_played_writes_no_file(tmp_path):
     rec = SessionRecorder(tmp_path)
     rec.tempo(0.0, 120.0)
     assert rec.close() is None and not list(tmp_path.iterdir())
+
+
+def test_a_fine_tune_from_a_run_trained_with_key_moves_reads_its_source_split(tmp_path):
+    """The source's test split is read without the source's key moves (they are training-only)."""
+    pytest.importorskip("tensorflow")
+    from cadenza.train.__main__ import main as train_main
+    from support.midifiles import make_corpus
+
+    source_corpus = make_corpus(tmp_path / "corpus", n=8)
+    source = tmp_path / "runs" / "moves"
+    keyed = ["--set", "key_tokens=true", "--set", "key_shift=0.5", "--set", "key_shift_bars=3"]
+    common = ["--epochs", "1", "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    assert train_main(["--corpus", str(source_corpus), "--preset", "tiny", "--out", str(source), *keyed, *common]) == 0
+    folder = tmp_path / "sessions"
+    for k in range(4):
+        _session(folder, [(60 + k, 62, 64, 67, 69)] * 3, t0=2000.0 + 10 * k)
+    out = tmp_path / "runs" / "mine"
+    args = ["--set", "min_epoch_tokens=2000", *common]
+    assert train_main(["--corpus", str(folder), "--from", str(source), "--out", str(out), *args]) == 0
+    ft = json.loads((out / "report.json").read_text())["finetune"]
+    assert np.isfinite(ft["source_test_nll_before"]) and np.isfinite(ft["source_test_nll_after"])
