@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     nll_on = {s: 0.0 for s in args.strengths}
     count = count_on = pieces = bach_in_key = 0
     logits = np.empty(model.vocab_size, np.float32)
-    told = conditioning.accepts(int(model.vocab_size)) and not args.untold
+    told = conditioning.takes_keys(model) and not args.untold
     for piece in test:
         toks = np.asarray(piece.tokens)
         notes = ev.decode_notes(toks)

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from cadenza.train.corpus import splits_for
 
     model = open_model(args.model)
-    told = conditioning.accepts(int(model.vocab_size))
+    told = conditioning.takes_keys(model)
     _train, _val, test = splits_for(TrainConfig())
     cut = int(args.opening_beats * ev.TICKS_PER_BEAT)
     span = int(args.beats * ev.TICKS_PER_BEAT)

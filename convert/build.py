@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from cadenza.player import conditioning, events
-from cadenza.player.bundle import FORMAT_VERSION, load_bundle, write_bundle
+from cadenza.player.bundle import KEY_INPUT_FORMAT, load_bundle, write_bundle
 
 from . import calibrate, edgetpu, fidelity, stepmodel
 from .reference import Reference
@@ -61,8 +61,9 @@ def bundle_meta(
     source: Source, variant: str, tmap: stepmodel.TensorMap, metrics: dict, edgetpu_section: dict | None = None
 ) -> dict:
     V, E, H = source.dims
+    key_input = "key/dense" in source.weights
     meta = {
-        "format": FORMAT_VERSION,
+        "format": KEY_INPUT_FORMAT if key_input else 1,
         "variant": variant,
         "vocab": events.layout(conditioned=conditioning.accepts(V)),
         "ticks_per_beat": events.TICKS_PER_BEAT,
@@ -77,6 +78,8 @@ def bundle_meta(
     }
     if conditioning.accepts(V):
         meta["conditioning"] = conditioning.describe()  # how the player feeds the KEY tokens
+    elif key_input:
+        meta["conditioning"] = conditioning.describe("key_input")  # how the player sets the key input
     if edgetpu_section:
         meta["edgetpu"] = edgetpu_section
     return meta
@@ -89,7 +92,8 @@ def _keras_latency(source: Source, tokens: np.ndarray, steps: int) -> dict | Non
     for jit in (False, True):
         try:
             fn = keras_step_function(source.keras_model, jit_compile=jit)
-            state = [tuple(np.zeros(source.dims[2], np.float32) for _ in range(4))]
+            zero = tuple(np.zeros(source.dims[2], np.float32) for _ in range(4))
+            state = [zero + ((conditioning.NONE,) if "key/dense" in source.weights else ())]
 
             def step(t, fn=fn, state=state):
                 _, state[0] = fn(t, state[0])
@@ -133,6 +137,7 @@ def build(source: Source, out: Path, settings: Settings = Settings(), say: Calla
         "calibration": {
             "samples": len(samples),  # half teacher-forced, half free-running
             "max_abs_cell": round(max(float(np.abs(st[i]).max()) for _, st in samples for i in (1, 3)), 3),
+            **({"keys": _key_shares(samples)} if ref.keyed else {}),
         },
     }
     roll_tokens, roll_logits = _reference_rollout(source, ref, settings, report)
@@ -196,6 +201,14 @@ def _reference_rollout(source: Source, ref: Reference, settings: Settings, repor
             worst = max(worst, float(np.max(np.abs(mine - lg))))
         report["numpy_vs_keras_max_abs_logit_diff"] = round(worst, 5)
     return tokens, logits
+
+
+def _key_shares(samples: list) -> dict:
+    """How many calibration samples ran with a key, and with none (a key input model)."""
+    from collections import Counter
+
+    count = Counter(int(st[4]) != conditioning.NONE for _, st in samples)
+    return {"with_key": count[True], "with_none": count[False]}
 
 
 def _interpreter_metrics(row: dict) -> dict:

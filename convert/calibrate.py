@@ -33,12 +33,14 @@ def collect(
         if len(forced) >= teacher_tokens:
             break
         toks = pieces[i][: teacher_tokens - len(forced)]
-        forced += [(t, s) for t, s, _ in teacher_forced(ref.step, toks, ref.zero_state())]
+        forced += [(t, s) for t, s, _ in teacher_forced(ref.step, toks, ref.zero_state()) if t < events.VOCAB_SIZE]
     free: list = []
     for _r in range(n_free_runs):
         state, first = ref.zero_state(), events.START
         if pieces:  # prime with the opening of a training piece, as the player primes with a phrase
             piece = pieces[int(rng.integers(len(pieces)))][:64]
+            while len(piece) > 1 and piece[-1] >= events.VOCAB_SIZE:  # (a KEY token is no step to run on from)
+                piece = piece[:-1]
             for t in piece[:-1]:
                 _, state = ref.step(int(t), state)
             first = int(piece[-1])
@@ -52,7 +54,9 @@ def collect(
 
 
 def dataset(samples: list[tuple[int, tuple]], vocab: int, onehot: bool = False):
-    """A representative_dataset callable for the TFLite converter."""
+    """A representative_dataset callable for the TFLite converter (with a key input model's key too: the
+    state's last item)."""
+    from cadenza.player.conditioning import N_INPUT_KEYS
 
     def gen():
         for token, state in samples:
@@ -62,6 +66,12 @@ def dataset(samples: list[tuple[int, tuple]], vocab: int, onehot: bool = False):
                 item = {"onehot": x}
             else:
                 item = {"token": np.array([[token]], np.int32)}
+            if len(state) > len(STATE_NAMES):
+                if onehot:
+                    item["keyhot"] = np.zeros((1, N_INPUT_KEYS), np.float32)
+                    item["keyhot"][0, int(state[-1])] = 1.0
+                else:
+                    item["key"] = np.array([[int(state[-1])]], np.int32)
             for name, s in zip(STATE_NAMES, state):
                 item[name] = np.asarray(s, np.float32)[None]
             yield item

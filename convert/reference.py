@@ -13,6 +13,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from cadenza.player.events import START
+
 WEIGHT_SHAPES = {  # name -> shape in terms of V (vocab), E (embedding), H (hidden)
     "embedding": ("V", "E"),
     "lstm1/kernel": ("E", "4H"),
@@ -25,7 +27,18 @@ WEIGHT_SHAPES = {  # name -> shape in terms of V (vocab), E (embedding), H (hidd
     "dense/bias": ("V",),
 }
 
-State = tuple  # (h1, c1, h2, c2), each [H] float32
+KEY_SHAPES = {  # a key input model's weights besides (train.model.KEY_LAYERS): K = the key input's ids
+    "key/lstm1": ("K", "4H"),
+    "key/lstm2": ("K", "4H"),
+    "key/dense": ("K", "V"),
+}
+
+State = tuple  # (h1, c1, h2, c2), each [H] float32; a key input model's has the key id after them
+
+
+def keyed(weights: dict) -> bool:
+    """The weights are a key input model's (player/conditioning.py, kind key_input)."""
+    return "key/dense" in weights
 
 
 def dims(weights: dict) -> tuple[int, int, int]:
@@ -36,19 +49,29 @@ def dims(weights: dict) -> tuple[int, int, int]:
     V, E = weights["embedding"].shape
     H = weights["lstm1/recurrent"].shape[0]
     sizes = {"V": V, "E": E, "H": H, "4H": 4 * H}
-    for name, shape in WEIGHT_SHAPES.items():
+    shapes = dict(WEIGHT_SHAPES)
+    if keyed(weights):
+        from cadenza.player.conditioning import N_INPUT_KEYS
+
+        sizes["K"] = N_INPUT_KEYS
+        shapes.update(KEY_SHAPES)
+    for name, shape in shapes.items():
         want = tuple(sizes[s] for s in shape)
         if tuple(weights[name].shape) != want:
             raise ValueError(f"weight {name} has shape {tuple(weights[name].shape)}, expected {want}")
     return V, E, H
 
 
-def random_weights(vocab: int, embed: int, hidden: int, seed: int = 0, scale: float = 1.0) -> dict:
+def random_weights(
+    vocab: int, embed: int, hidden: int, seed: int = 0, scale: float = 1.0, key_input: bool = False
+) -> dict:
     """Glorot-ish random weights with the trained model's names and shapes (for tests and benches)."""
+    from cadenza.player.conditioning import N_INPUT_KEYS
+
     rng = np.random.default_rng(seed)
-    sizes = {"V": vocab, "E": embed, "H": hidden, "4H": 4 * hidden}
+    sizes = {"V": vocab, "E": embed, "H": hidden, "4H": 4 * hidden, "K": N_INPUT_KEYS}
     out = {}
-    for name, shape in WEIGHT_SHAPES.items():
+    for name, shape in (WEIGHT_SHAPES | (KEY_SHAPES if key_input else {})).items():
         shp = tuple(sizes[s] for s in shape)
         fan = shp[0] if len(shp) > 1 else 1
         std = scale / np.sqrt(fan) if len(shp) > 1 else 0.1 * scale
@@ -60,24 +83,38 @@ def random_weights(vocab: int, embed: int, hidden: int, seed: int = 0, scale: fl
 
 @dataclasses.dataclass
 class Reference:
-    """The float model, one token at a time: `logits, state = ref.step(token, state)`."""
+    """The float model, one token at a time: `logits, state = ref.step(token, state)`.
+
+    A key input model's state ends with the key id in force: a KEY token sets it (and is no step: its
+    logits are None), START sets NONE, as player.runtime.StepModel does."""
 
     weights: dict
     cell_clip: float
 
     def __post_init__(self) -> None:
+        from cadenza.player import conditioning
         from cadenza.train.model import numpy_step  # imports Keras: not at module level, so the CLI fails fast
 
         self.vocab, self.embed, self.hidden = dims(self.weights)
         self.w = {k: np.asarray(v, dtype=np.float32) for k, v in self.weights.items()}
         self._numpy_step = numpy_step
+        self.keyed = keyed(self.weights)
+        self._key_base, self._none = conditioning.KEY_BASE, conditioning.NONE
 
     def zero_state(self) -> State:
-        return tuple(np.zeros(self.hidden, np.float32) for _ in range(4))
+        zeros = tuple(np.zeros(self.hidden, np.float32) for _ in range(4))
+        return zeros + (self._none,) if self.keyed else zeros
 
-    def step(self, token: int, state: State) -> tuple[np.ndarray, State]:
-        logits, new = self._numpy_step(self.w, self.cell_clip, int(token), state)
-        return logits.astype(np.float32), tuple(s.astype(np.float32) for s in new)
+    def step(self, token: int, state: State) -> tuple[np.ndarray | None, State]:
+        token = int(token)
+        if not self.keyed:
+            logits, new = self._numpy_step(self.w, self.cell_clip, token, state)
+            return logits.astype(np.float32), tuple(s.astype(np.float32) for s in new)
+        if token >= self._key_base:
+            return None, tuple(state[:4]) + (token - self._key_base,)
+        key = self._none if token == START else int(state[4])
+        logits, new = self._numpy_step(self.w, self.cell_clip, token, state[:4], key)
+        return logits.astype(np.float32), tuple(s.astype(np.float32) for s in new) + (key,)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

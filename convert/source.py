@@ -71,19 +71,40 @@ def check_run_dir(run_dir: Path) -> None:
 
 
 def keras_step_function(model, jit_compile: bool = False) -> Callable:
-    """The Keras model as a one-step call: a tf.function around model([token, h1, c1, h2, c2])."""
+    """The Keras model as a one-step call: a tf.function around model([token, h1, c1, h2, c2]) (with the key
+    id after the token for a key input model, whose state then ends with it, as reference.Reference's)."""
     import tensorflow as tf
 
+    from cadenza.player import conditioning, events
+    from cadenza.train.model import is_keyed
+
+    if not is_keyed(model):
+
+        @tf.function(reduce_retracing=True, jit_compile=jit_compile)
+        def call(token, h1, c1, h2, c2):
+            return model([token, h1, c1, h2, c2], training=False)
+
+        def step(token, state):
+            out = call(np.array([[token]], np.int32), *(s[None].astype(np.float32) for s in state))
+            logits, h1, c1, h2, c2 = (np.asarray(t) for t in out)
+            return logits.reshape(-1), (h1[0], c1[0], h2[0], c2[0])
+
+        return step
+
     @tf.function(reduce_retracing=True, jit_compile=jit_compile)
-    def call(token, h1, c1, h2, c2):
-        return model([token, h1, c1, h2, c2], training=False)
+    def call_keyed(token, key, h1, c1, h2, c2):
+        return model([token, key, h1, c1, h2, c2], training=False)
 
-    def step(token, state):
-        out = call(np.array([[token]], np.int32), *(s[None].astype(np.float32) for s in state))
+    def step_keyed(token, state):
+        if token >= conditioning.KEY_BASE:
+            return None, tuple(state[:4]) + (int(token) - conditioning.KEY_BASE,)
+        key = conditioning.NONE if token == events.START else int(state[4])
+        ins = (np.array([[token]], np.int32), np.array([[key]], np.int32))
+        out = call_keyed(*ins, *(s[None].astype(np.float32) for s in state[:4]))
         logits, h1, c1, h2, c2 = (np.asarray(t) for t in out)
-        return logits.reshape(-1), (h1[0], c1[0], h2[0], c2[0])
+        return logits.reshape(-1), (h1[0], c1[0], h2[0], c2[0], key)
 
-    return step
+    return step_keyed
 
 
 def split_like_training(config: dict) -> tuple[list, list]:

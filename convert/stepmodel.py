@@ -1,8 +1,12 @@
 """The one-step model with explicit state, built from numpy weights and converted to TFLite.
 
     token [1,1] int32   (or one-hot [1,V] for the Edge TPU)
+    key [1,1] int32     (or one-hot keyhot [1,K]; a key input model only: player/conditioning.py)
     h1, c1, h2, c2 [1,H] float32
       -> logits [1,V], h1, c1, h2, c2 [1,H]
+
+A key input model adds its key's rows (GATHER, or FULLY_CONNECTED on the one-hot key) to the gate inputs
+of both layers and to the logits, as in training.
 
 Each layer is CONCAT([x, h]) -> FULLY_CONNECTED -> SPLIT into the four gates ->
 LOGISTIC/TANH -> MUL/ADD, the cell state clipped with MINIMUM/MAXIMUM exactly as
@@ -65,22 +69,52 @@ def step_function(weights: dict, cell_clip: float, onehot: bool = False):
     wd = tf.constant(weights["dense/kernel"].astype(f32))  # [H, V]
     bd = tf.constant(weights["dense/bias"].astype(f32))
     clip = float(cell_clip)
+    keyed = "key/dense" in weights
+    if keyed:
+        key_rows = [tf.constant(weights[f"key/{n}"].astype(f32)) for n in ("lstm1", "lstm2", "dense")]
+        K = int(weights["key/dense"].shape[0])
 
-    def cell(x, h, c, k, b):
+    def cell(x, h, c, k, b, kz=None):
         z = tf.matmul(tf.concat([x, h], axis=1), k) + b  # [1, 4H]
+        if kz is not None:
+            z = z + kz
         i, f, g, o = tf.split(z, 4, axis=1)
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
         c = tf.maximum(tf.minimum(c, clip), -clip)  # the training clip, as MINIMUM/MAXIMUM
         return tf.sigmoid(o) * tf.tanh(c), c
 
-    def body(x, h1, c1, h2, c2):
-        h1, c1 = cell(x, h1, c1, k1, b1)
-        h2, c2 = cell(h1, h2, c2, k2, b2)
+    def body(x, h1, c1, h2, c2, kr=(None, None, None)):
+        h1, c1 = cell(x, h1, c1, k1, b1, kr[0])
+        h2, c2 = cell(h1, h2, c2, k2, b2, kr[1])
         logits = tf.matmul(h2, wd) + bd  # [1, V]
+        if kr[2] is not None:
+            logits = logits + kr[2]
         return {"logits": logits, "h1": h1, "c1": c1, "h2": h2, "c2": c2}
 
     states = [tf.TensorSpec([1, H], tf.float32, name=n) for n in STATE_NAMES]
-    if onehot:
+    if keyed and onehot:
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([1, V], tf.float32, name="onehot"),
+                tf.TensorSpec([1, K], tf.float32, name="keyhot"),
+            ]
+            + states
+        )
+        def step(onehot, keyhot, h1, c1, h2, c2):
+            return body(tf.matmul(onehot, emb), h1, c1, h2, c2, [tf.matmul(keyhot, r) for r in key_rows])
+
+    elif keyed:
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([1, 1], tf.int32, name="token"), tf.TensorSpec([1, 1], tf.int32, name="key")]
+            + states
+        )
+        def step(token, key, h1, c1, h2, c2):
+            kr = [tf.gather(r, tf.reshape(key, [1])) for r in key_rows]
+            return body(tf.gather(emb, tf.reshape(token, [1])), h1, c1, h2, c2, kr)
+
+    elif onehot:
 
         @tf.function(input_signature=[tf.TensorSpec([1, V], tf.float32, name="onehot")] + states)
         def step(onehot, h1, c1, h2, c2):

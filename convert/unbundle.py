@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from cadenza.player.bundle import BundleError, load_bundle
+from cadenza.player.conditioning import N_INPUT_KEYS
 
 
 def _dequantized(interp, index: int, producers: dict) -> np.ndarray:
@@ -48,8 +49,14 @@ def step_model_weights(model: bytes) -> dict[str, np.ndarray]:
     producers = {int(o): op for op in ops for o in op["outputs"]}
     gathers = [op for op in ops if op["op_name"] == "GATHER"]
     fcs = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
-    if len(gathers) != 1 or len(fcs) != 3:
-        raise ValueError(f"not a Cadenza step model ({len(gathers)} GATHER, {len(fcs)} FULLY_CONNECTED; want 1 and 3)")
+    shapes = {d["index"]: tuple(d["shape"]) for d in interp.get_tensor_details()}
+    keyed = [g for g in gathers if shapes[int(g["inputs"][0])][0] == N_INPUT_KEYS]
+    gathers = [g for g in gathers if g not in keyed]
+    if len(gathers) != 1 or len(fcs) != 3 or len(keyed) not in (0, 3):
+        raise ValueError(
+            f"not a Cadenza step model ({len(gathers) + len(keyed)} GATHER, {len(fcs)} FULLY_CONNECTED; "
+            "want 1 (or 4 with a key input) and 3)"
+        )
     w = {"embedding": _dequantized(interp, int(gathers[0]["inputs"][0]), producers)}
     layers = []
     for op in fcs:  # in execution order: layer 1, layer 2, the output layer
@@ -66,7 +73,27 @@ def step_model_weights(model: bytes) -> dict[str, np.ndarray]:
         width = E if n == 1 else kernel.shape[1] // 4
         w[f"lstm{n}/kernel"], w[f"lstm{n}/recurrent"], w[f"lstm{n}/bias"] = kernel[:width], kernel[width:], bias
     w["dense/kernel"], w["dense/bias"] = layers[2]
+    for g in keyed:  # a key input model: each key table's rows are added to one FULLY_CONNECTED's output
+        w[f"key/{_added_to(g, ops, fcs, producers)}"] = _dequantized(interp, int(g["inputs"][0]), producers)
+    if keyed and len([k for k in w if k.startswith("key/")]) != 3:
+        raise ValueError("not a Cadenza step model (its key tables do not reach the three layers one each)")
     return {k: np.ascontiguousarray(v, np.float32) for k, v in w.items()}
+
+
+def _added_to(gather: dict, ops: list, fcs: list, producers: dict) -> str:
+    """Which layer (lstm1, lstm2, dense) a key table's GATHER is added to: the ADD its output (dequantized,
+    for a quantized table) meets, and the FULLY_CONNECTED whose output is the ADD's other input."""
+    out = int(gather["outputs"][0])
+    for op in ops:
+        if op["op_name"] == "DEQUANTIZE" and int(op["inputs"][0]) == out:
+            out = int(op["outputs"][0])
+    for op in ops:
+        ins = [int(i) for i in op["inputs"]]
+        if op["op_name"] == "ADD" and out in ins:
+            other = producers.get(next(i for i in ins if i != out))
+            if other is not None and other in fcs:
+                return ("lstm1", "lstm2", "dense")[fcs.index(other)]
+    raise ValueError("not a Cadenza step model (a key table is not added to a layer's output)")
 
 
 def bundle_weights(path) -> tuple[dict[str, np.ndarray], dict]:

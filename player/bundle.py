@@ -23,7 +23,8 @@ from pathlib import Path
 
 from . import events
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest model.json this player reads
+KEY_INPUT_FORMAT = 2  # a key input model's bundle (conditioning kind "key_input"): older players cannot feed it
 MODEL_JSON = "model.json"
 MODEL_TFLITE = "model.tflite"
 EDGETPU_TFLITE = "model_edgetpu.tflite"
@@ -96,6 +97,9 @@ def check_meta(meta: object, path: object = "<bundle>") -> None:
             raise _fail(path, f"{MODEL_JSON} names no input tensor for {role!r}")
     if "token" not in meta["inputs"] and "onehot" not in meta["inputs"]:
         raise _fail(path, f"{MODEL_JSON} names no token input")
+    cond = meta.get("conditioning")
+    if isinstance(cond, dict) and cond.get("kind") == "key_input" and not ({"key", "keyhot"} & set(meta["inputs"])):
+        raise _fail(path, f"{MODEL_JSON} says the model takes a key input but names no key input tensor")
 
 
 def _check_tflite(data: bytes, name: str, path) -> None:
@@ -148,7 +152,8 @@ def write_bundle(path: str | os.PathLike, meta: dict, model: bytes, edgetpu: byt
     """Write a bundle atomically (a temporary file renamed into place); returns its path."""
     path = Path(path)
     meta = dict(meta)
-    meta.setdefault("format", FORMAT_VERSION)
+    cond = meta.get("conditioning")
+    meta.setdefault("format", KEY_INPUT_FORMAT if isinstance(cond, dict) and cond.get("kind") == "key_input" else 1)
     check_meta(meta, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)

@@ -1,4 +1,13 @@
-"""Key conditioning: KEY tokens that tell a conditioned model which key to play in.
+"""Key conditioning: telling a conditioned model which key to play in.
+
+Two kinds of conditioned model take the same KEY tokens, placed by the same rule:
+
+- `key_tokens`: the KEY tokens are steps of the model like any other token (an extra embedding row each);
+- `key_input`: a key input beside the token at every step (model.json: conditioning.kind "key_input"). A KEY
+  token in the stream is then no step of its own: it sets the key input, held for every later step until the
+  next KEY token or START (which sets it to NONE, "no key"), as `hold` turns a stream into (music, key ids).
+  The key reaches both LSTM layers and the output layer at every step, so it is never out of the model's
+  sight the way one token a bar back can be (bench/README.md, "A key input at every step").
 
 A conditioned model has N_KEYS more tokens after the music's (KEY_BASE = events.VOCAB_SIZE):
 KEY(tonic, mode) = KEY_BASE + tonic + 12 * (mode == "minor"). They are inputs, never
@@ -33,12 +42,33 @@ AHEAD_TICKS = 8 * ev.TICKS_PER_BEAT  # ... and two ahead
 DROPOUT = 0.15
 MIN_NOTES = 3  # fewer notes in the window: the piece's own key
 RECENT_HALF_LIFE_TICKS = 8 * ev.TICKS_PER_BEAT  # with no key to tell, the player names the recent notes' key
+NONE = N_KEYS  # the key input's id for "no key" (ids 0..23 are the KEY tokens' order)
+N_INPUT_KEYS = N_KEYS + 1
 MOVES = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)  # the semitones a training key move draws from
 
 
 def accepts(vocab_size: int) -> bool:
-    """A model with this vocabulary takes KEY tokens."""
+    """A model with this vocabulary takes KEY tokens as steps (kind `key_tokens`)."""
     return vocab_size >= KEY_BASE + N_KEYS
+
+
+def takes_keys(model) -> bool:
+    """The model (a StepModel) is told keys: KEY tokens as steps, or a key input that KEY tokens set."""
+    return accepts(int(model.vocab_size)) or bool(getattr(model, "keyed", False))
+
+
+def hold(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stream with KEY tokens as (music, key ids): the tokens without them, and for each the key input in
+    force when it is fed (the last KEY token before it, as an id 0..23; NONE before any and from each START)."""
+    t = np.asarray(tokens, dtype=np.int32)
+    marks = ev.is_key(t)
+    music = t[~marks]
+    # a running "last mark" index: positions of KEY tokens and STARTs, forward-filled
+    idx = np.where(marks | (t == ev.START), np.arange(len(t)), -1)
+    idx = np.maximum.accumulate(idx) if len(t) else idx
+    held = np.where(idx >= 0, t[np.maximum(idx, 0)], ev.START)
+    ids = np.where(ev.is_key(held), held - KEY_BASE, NONE).astype(np.int32)
+    return music, ids[~marks]
 
 
 def key_token(key: tuple[int, str]) -> int:
@@ -71,8 +101,10 @@ def insert(
     back: int = BACK_TICKS,
     ahead: int = AHEAD_TICKS,
     dropout: float = DROPOUT,
+    lead: bool = False,
 ) -> np.ndarray:
-    """A training piece with KEY tokens where the player would feed them, naming the key around each."""
+    """A training piece with KEY tokens where the player would feed them, naming the key around each (and,
+    with `lead`, one after the opening START too: a key input model is told a key from the first note)."""
     t = np.asarray(tokens, dtype=np.int32)
     notes = ev.decode_notes(t)
     whole = keys.estimate(notes)
@@ -80,8 +112,12 @@ def insert(
     phase = int(rng.integers(every))
     out: list[int] = []
     tick = 0
-    for tok in t.tolist():
+    for i, tok in enumerate(t.tolist()):
         out.append(tok)
+        if lead and i == 0 and tok == ev.START:
+            first = label(notes, starts, 0, whole, back, ahead)
+            if first is not None:
+                out.append(key_token(first))
         if not ev.is_shift(tok):
             continue
         before, tick = tick, tick + ev.shift_ticks(tok)
@@ -156,10 +192,10 @@ def shift_segments(
     return ev.encode_notes(moved(notes, moves))
 
 
-def describe() -> dict:
+def describe(kind: str = "key_tokens") -> dict:
     """What a bundle's model.json says about its conditioning (the player reads it back)."""
-    return {
-        "kind": "key_tokens",
+    out = {
+        "kind": kind,
         "base": KEY_BASE,
         "count": N_KEYS,
         "order": "tonic pitch class (C = 0), +12 for minor",
@@ -167,3 +203,6 @@ def describe() -> dict:
         "label_window_ticks": [-BACK_TICKS, AHEAD_TICKS],
         "dropout": DROPOUT,
     }
+    if kind == "key_input":
+        out.update(none=NONE, dropout=0.0, held="from each KEY token to the next, NONE from each START")
+    return out

@@ -100,7 +100,7 @@ class Engine:
         self._cps: list[_Checkpoint] = []
         self.steps = 0
         self.key_bias: np.ndarray | None = None  # [V] added to the logits of what the model plays (keys.bias)
-        self.key_conditioned = conditioning.accepts(int(model.vocab_size))  # the model takes KEY tokens
+        self.key_conditioned = conditioning.takes_keys(model)  # the model takes KEY tokens
         self.condition: int | None = None  # the KEY token a key-conditioned model is told (conditioning.py)
         # Without a key to tell (solo, key "off", before the keyboard is heard), a conditioned model is told the
         # key of the stream's recent notes, its own and the keyboard's: what its training labels named. (Notes
@@ -133,7 +133,7 @@ class Engine:
         """Play another model (a reload), from its next start(): what the old one planned stays as it is."""
         self.model = model
         self._set_masks(int(model.vocab_size))
-        self.key_conditioned = conditioning.accepts(int(model.vocab_size))
+        self.key_conditioned = conditioning.takes_keys(model)
         if not self.key_conditioned:
             self.condition = None
 

@@ -275,7 +275,7 @@ class Switcher:
         eng = self.engine
         tok = eng.stream[index - eng.stream[0][0]][2]
         w.next_index = index + 1
-        if tok == ev.START or tok >= w.slot.model.vocab_size:
+        if tok == ev.START or (tok >= w.slot.model.vocab_size and not getattr(w.slot.model, "keyed", False)):
             return  # (START was fed by _begin; KEY tokens only for a model that takes them)
         w.logits = w.slot.model.step(tok)
 

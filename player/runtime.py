@@ -13,6 +13,10 @@ int8 codes for the Edge TPU model, whose new state is mapped onto the input's
 scale by a 256-entry table. A step copies it into the input buffers and back
 from the outputs through views pinned once, so it allocates nothing but the
 logits it returns (nothing with `out=`). get_state/set_state speak float32.
+
+A key input model (model.json conditioning kind "key_input": player/conditioning.py) also takes the key id
+at every step. A KEY token fed to it is no step: it sets the key input for the steps after it (and returns
+the logits of the last step again); START, and reset(), set it to NONE. Its state ends with that id.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from . import conditioning
 from .bundle import Bundle, BundleError, load_bundle
+from .events import START
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +216,22 @@ class StepModel:
         self._logits_table = _carry_table(self._logits, None)
         if self.onehot:  # the one-hot input's (off, on) values, quantized if it is int8
             self._hot = (_quantize(self._token, 0.0), _quantize(self._token, 1.0))
+        cond = self.meta.get("conditioning")
+        self.keyed = isinstance(cond, dict) and cond.get("kind") == "key_input"
+        self.key = conditioning.NONE  # the key input's id (a key input model)
+        self._key: _Port | None = None
+        self._last = np.zeros(self.vocab_size, np.float32)  # the last step's logits (a KEY token returns them)
+        if self.keyed:
+            role = "keyhot" if self.onehot else "key"
+            self._key = port(ins, in_names, role, "input")
+            want = (1, conditioning.N_INPUT_KEYS) if self.onehot else (1, 1)
+            if self._key.shape != want or not (self.onehot or self._key.dtype == np.int32):
+                raise BundleError(
+                    f"{where}: {role} input is {self._key.dtype} {list(self._key.shape)}, expected "
+                    f"{'a float or int8' if self.onehot else 'int32'} {list(want)}"
+                )
+            if self.onehot:
+                self._key_hot = (_quantize(self._key, 0.0), _quantize(self._key, 1.0))
 
     def _pin(self, interp) -> None:
         """Hold views of the I/O buffers for good and invoke the interpreter's core directly.
@@ -226,23 +248,32 @@ class StepModel:
         self._invoke = core.Invoke
         for p in (self._token, self._logits, *self._in, *self._out):
             p.pinned = p.view()
+        if self._key is not None:
+            self._key.pinned = self._key.view()
 
     # -- state --------------------------------------------------------------
 
     def reset(self) -> None:
-        """Zero state: the model has heard nothing."""
+        """Zero state: the model has heard nothing (and a key input model is told no key)."""
         for s, p in zip(self._state, self._in):
             s.fill(_quantize(p, 0.0))
+        self.key = conditioning.NONE
 
     def get_state(self) -> tuple:
-        """A copy of (h1, c1, h2, c2), each float32 [H]."""
+        """A copy of (h1, c1, h2, c2), each float32 [H] (and the key id, for a key input model)."""
         if self._float_state:  # the engine checkpoints before every token: the plain copy
-            return tuple(s[0].copy() for s in self._state)
-        return tuple(_dequantize(p, s)[0].copy() for s, p in zip(self._state, self._in))
+            out = tuple(s[0].copy() for s in self._state)
+        else:
+            out = tuple(_dequantize(p, s)[0].copy() for s, p in zip(self._state, self._in))
+        return out + (self.key, self._last.copy()) if self.keyed else out
 
     def set_state(self, state) -> None:
-        if len(state) != len(self._state):
-            raise ValueError(f"state must have {len(self._state)} arrays, got {len(state)}")
+        n = len(self._state)
+        if self.keyed and len(state) == n + 2:  # get_state's (..., key id, last logits)
+            self.key, self._last[...] = int(state[n]), state[n + 1]
+            state = state[:n]
+        if len(state) != n:
+            raise ValueError(f"state must have {n} arrays, got {len(state)}")
         for dst, p, src in zip(self._state, self._in, state):
             src = np.asarray(src, dtype=np.float32)
             if src.size != dst.size:
@@ -254,9 +285,23 @@ class StepModel:
     def step(self, token: int, out: np.ndarray | None = None) -> np.ndarray:
         """Feed one token; returns its logits (float32 [V]; into `out` if given) and keeps the new state."""
         token = int(token)
-        if not 0 <= token < self.vocab_size:
-            raise ValueError(f"token {token} outside the vocabulary 0..{self.vocab_size - 1}")
         logits = np.empty(self.vocab_size, np.float32) if out is None else out
+        if not 0 <= token < self.vocab_size:
+            if self.keyed and conditioning.KEY_BASE <= token < conditioning.KEY_BASE + conditioning.N_KEYS:
+                self.key = token - conditioning.KEY_BASE  # for the steps after this one
+                logits[...] = self._last
+                return logits
+            raise ValueError(f"token {token} outside the vocabulary 0..{self.vocab_size - 1}")
+        if self._key is not None:
+            if token == START:
+                self.key = conditioning.NONE
+            kv = self._key.get()
+            if self.onehot:
+                kv.fill(self._key_hot[0])
+                kv[0, self.key] = self._key_hot[1]
+            else:
+                kv[0, 0] = self.key
+            del kv
         if self.onehot:
             view = self._token.get()
             view.fill(self._hot[0])
@@ -276,6 +321,8 @@ class StepModel:
             logits[...] = self._logits.get()[0]
         else:
             logits[...] = self._logits_table[self._logits.get()[0].view(np.uint8)]
+        if self.keyed:
+            self._last[...] = logits
         return logits
 
 

@@ -140,7 +140,7 @@ def finetune_config(source: Path, corpus: str, overrides: dict):
             )
     else:
         raise ValueError(f"--from {source}: no such run directory or bundle")
-    for key in ("vocab_size", "key_tokens", "embed_dim", "hidden", "cell_clip"):
+    for key in ("vocab_size", "key_tokens", "key_input", "embed_dim", "hidden", "cell_clip"):
         if key in overrides and overrides[key] != base.get(key):
             raise ValueError(f"--set {key}: a fine-tune keeps the source's {key} ({base.get(key)})")
     return TrainConfig.from_dict(

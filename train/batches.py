@@ -19,10 +19,13 @@ from cadenza.player import events
 
 
 def epoch_streams(
-    pieces: list[np.ndarray], batch: int, window: int, transpositions, rng, min_tokens: int = 0
-) -> np.ndarray:
+    pieces: list[np.ndarray], batch: int, window: int, transpositions, rng, min_tokens: int = 0, keyed: bool = False
+):
     """[batch, n_windows * window + 1] tokens: shuffled, randomly transposed pieces chained; the pieces again
-    (shuffled and transposed anew) until there are at least `min_tokens` (a small corpus: a fine-tune)."""
+    (shuffled and transposed anew) until there are at least `min_tokens` (a small corpus: a fine-tune).
+
+    keyed (a key input model): the pieces' KEY tokens set the key input instead (conditioning.hold), and the
+    result is (tokens, key ids), both [batch, n_windows * window + 1]."""
     seqs: list[np.ndarray] = []
     while True:
         order = rng.permutation(len(pieces))
@@ -31,11 +34,23 @@ def epoch_streams(
         if sum(len(q) for q in seqs) >= min_tokens:
             break
     flat = np.concatenate(seqs)
+    if keyed:
+        from cadenza.player import conditioning
+
+        flat, ids = conditioning.hold(flat)
+        both = np.stack([flat, ids], axis=-1)  # [N, 2]: cut into streams together
+        streams = epoch_streams_of(both, batch, window)
+        return streams[..., 0], streams[..., 1]
+    return epoch_streams_of(flat, batch, window)
+
+
+def epoch_streams_of(flat: np.ndarray, batch: int, window: int) -> np.ndarray:
+    """`flat` [N, ...] cut into `batch` streams of n_windows * window + 1 steps."""
     per = (len(flat) - 1) // batch
     n_windows = max(per // window, 1)
     per = n_windows * window
     if len(flat) < batch * per + 1:  # tiny corpora: repeat rather than fail
-        flat = np.resize(flat, batch * per + 1)
+        flat = np.resize(flat, (batch * per + 1, *flat.shape[1:]))
     starts = np.arange(batch) * per
     return np.stack([flat[s : s + per + 1] for s in starts]).astype(np.int32)
 
@@ -55,12 +70,13 @@ def rehearsal_mix(new: list[np.ndarray], old: list[np.ndarray], share: float, mi
     return out
 
 
-def windows(streams: np.ndarray, window: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(x, y) windows in order: y is x shifted by one token."""
+def windows(streams: np.ndarray, window: int, keys: np.ndarray | None = None) -> Iterator[tuple]:
+    """(x, y) windows in order: y is x shifted by one token; (x, k, y) with key id streams: k goes with x."""
     n = (streams.shape[1] - 1) // window
     for j in range(n):
         a = j * window
-        yield streams[:, a : a + window], streams[:, a + 1 : a + window + 1]
+        x, y = streams[:, a : a + window], streams[:, a + 1 : a + window + 1]
+        yield (x, y) if keys is None else (x, keys[:, a : a + window], y)
 
 
 def padded(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -71,3 +87,16 @@ def padded(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         arr[i, : len(p)] = p
     mask = (arr[:, 1:] != events.PAD) & (arr[:, 1:] < events.VOCAB_SIZE)  # KEY tokens are inputs, never scored
     return arr, mask
+
+
+def padded_keyed(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a key input model: the pieces' music padded [N, L], their key ids [N, L] (conditioning.hold) and
+    the mask of scored targets [N, L-1]."""
+    from cadenza.player import conditioning
+
+    held = [conditioning.hold(p) for p in pieces]
+    arr, mask = padded([m for m, _ in held])
+    ids = np.full(arr.shape, conditioning.NONE, np.int32)
+    for i, (_, k) in enumerate(held):
+        ids[i, : len(k)] = k
+    return arr, ids, mask

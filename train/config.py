@@ -54,6 +54,11 @@ class TrainConfig:
     # epoch, a new key every key_shift_bars bars on average (conditioning.shift_segments), so the model meets
     # many more places where only the KEY token knows where the music goes.
     key_shift_bars: float = 0.0
+    # A key input beside the token at every step (player/conditioning.py, kind "key_input"): the key named as
+    # for key_tokens, held from one bar line to the next, reaching both layers and the output. Training draws
+    # the labels (and key_shift's moves) anew every epoch, and tells a share key_none of the pieces no key.
+    key_input: bool = False
+    key_none: float = 0.15
     # Recorded sessions in the corpus (train/sessions.py): the keyboard's part ("in"), the player's ("out"), both.
     session_part: str = "in"
     # Fine-tuning (cadenza-train --from RUN): the run whose model it starts from, and its corpus (the test split
@@ -78,8 +83,17 @@ class TrainConfig:
             raise ValueError(f"vocab_size must be {want} with key_tokens={self.key_tokens}, got {self.vocab_size}")
         if self.key_shift_bars < 0 or (self.key_shift_bars and not self.key_shift):
             raise ValueError(f"key_shift_bars must be >= 0 and needs key_shift, got {self.key_shift_bars}")
-        if not 0.0 <= self.key_shift <= 1.0 or (self.key_shift and not self.key_tokens):
-            raise ValueError(f"key_shift must be in [0, 1] and needs key_tokens, got {self.key_shift}")
+        if self.key_tokens and self.key_input:
+            raise ValueError("key_tokens and key_input are two ways of telling the key: choose one")
+        if not 0.0 <= self.key_shift <= 1.0 or (self.key_shift and not self.keyed):
+            raise ValueError(f"key_shift must be in [0, 1] and needs key_tokens or key_input, got {self.key_shift}")
+        if not 0.0 <= self.key_none <= 1.0:
+            raise ValueError(f"key_none must be in [0, 1], got {self.key_none}")
+
+    @property
+    def keyed(self) -> bool:
+        """Training streams carry KEY tokens (as steps, or setting the key input)."""
+        return self.key_tokens or self.key_input
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

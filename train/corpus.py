@@ -479,7 +479,9 @@ def splits_for(cfg, cache_dir: Path | None = None) -> tuple[list[Piece], list[Pi
     if cfg.corpus_limit:
         pieces = pieces[: cfg.corpus_limit]
     train, val, test = split_pieces(pieces, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
-    if cfg.key_tokens:
+    if cfg.key_input:  # KEY tokens that set the key input (fit draws the training pieces' anew every epoch)
+        train, val, test = ([with_key_tokens(p, cfg.seed, key_input=True) for p in part] for part in (train, val, test))
+    elif cfg.key_tokens:
         if cfg.key_shift and not cfg.key_shift_bars:  # (with key_shift_bars, fit draws the moves every epoch)
             train = [shifted(p, cfg.key_shift, cfg.seed) for p in train]  # training pieces only
         train, val, test = ([with_key_tokens(p, cfg.seed) for p in part] for part in (train, val, test))
@@ -513,8 +515,26 @@ def reshifted(tokens: np.ndarray, share: float, mean_bars: float, rng: np.random
     return conditioning.insert(music, rng)
 
 
-def with_key_tokens(piece: Piece, seed: int = 0) -> Piece:
-    """The piece with KEY tokens (player/conditioning.py), placed the same way on every run for a name and seed."""
+def rekeyed(tokens: np.ndarray, share: float, mean_bars: float, none: float, rng: np.random.Generator) -> np.ndarray:
+    """A training piece for a key input model, drawn anew for one epoch of fit: with probability `share` moved
+    to new keys at random bar lines (one in `mean_bars`, or 4 when 0), then KEY tokens at every bar line and
+    after START; with probability `none` no KEY token at all (the model is told no key)."""
     from cadenza.player import conditioning
 
-    return Piece(piece.name, conditioning.insert(piece.tokens, _piece_rng(piece.name, seed)))
+    music = conditioning.strip(tokens)
+    if share and rng.random() < share:
+        music = conditioning.shift_segments(music, rng, mean_bars or 4.0)
+    if rng.random() < none:
+        return music
+    return conditioning.insert(music, rng, dropout=0.0, lead=True)
+
+
+def with_key_tokens(piece: Piece, seed: int = 0, key_input: bool = False) -> Piece:
+    """The piece with KEY tokens (player/conditioning.py), placed the same way on every run for a name and seed
+    (for a key input model: at every bar line, none dropped, and one after START)."""
+    from cadenza.player import conditioning
+
+    rng = _piece_rng(piece.name, seed)
+    if key_input:
+        return Piece(piece.name, conditioning.insert(piece.tokens, rng, dropout=0.0, lead=True))
+    return Piece(piece.name, conditioning.insert(piece.tokens, rng))

@@ -16,7 +16,7 @@ from cadenza.player import events
 
 from . import batches, corpus
 from .config import TrainConfig
-from .model import build_model, zero_states
+from .model import build_model, is_keyed, zero_states
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +42,27 @@ def _loss(y, logits):
 def evaluate(
     model: keras.Model, pieces: list[np.ndarray], window: int = 512, chunk: int = 64
 ) -> tuple[float, float, int]:
-    """(mean NLL in nats/token, top-1 accuracy, tokens scored): each piece from a zero state."""
+    """(mean NLL in nats/token, top-1 accuracy, tokens scored): each piece from a zero state (a key input
+    model told the keys of the pieces' KEY tokens, as conditioning.hold holds them)."""
     hidden = model.get_layer("lstm1").cell.units
     step = _eval_fn(model)
+    keyed = is_keyed(model)
     total_nll, total_hit, total_n = 0.0, 0, 0
     order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))  # similar lengths pad less
     for g in range(0, len(order), chunk):
-        arr, mask = batches.padded([pieces[i] for i in order[g : g + chunk]])
+        group = [pieces[i] for i in order[g : g + chunk]]
+        if keyed:
+            arr, ids, mask = batches.padded_keyed(group)
+        else:
+            (arr, mask), ids = batches.padded(group), None
         states = zero_states(len(arr), hidden)
         for a in range(0, arr.shape[1] - 1, window):
             x = arr[:, a : a + window]
             y = arr[:, a + 1 : a + window + 1]
             x = x[:, : y.shape[1]]
+            k = x if ids is None else ids[:, a : a + y.shape[1]]  # (unused without a key input)
             m = mask[:, a : a + y.shape[1]]
-            nll, hit, states = step(x, y, m, states)
+            nll, hit, states = step(x, k, y, m, states)
             total_nll += float(nll)
             total_hit += int(hit)
             total_n += int(m.sum())
@@ -66,7 +73,9 @@ def _eval_fn(model):
     if getattr(model, "_cadenza_eval", None) is not None:
         return model._cadenza_eval
     hidden = model.get_layer("lstm1").cell.units
+    keyed = is_keyed(model)
     spec = [
+        tf.TensorSpec([None, None], tf.int32),
         tf.TensorSpec([None, None], tf.int32),
         tf.TensorSpec([None, None], tf.int32),
         tf.TensorSpec([None, None], tf.bool),
@@ -74,8 +83,8 @@ def _eval_fn(model):
     ]
 
     @tf.function(input_signature=spec)
-    def step(x, y, m, states):
-        logits, *new = model([x, *states], training=False)
+    def step(x, k, y, m, states):
+        logits, *new = model([x, k, *states] if keyed else [x, *states], training=False)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
         m = tf.cast(m, tf.float32)
         hit = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32)
@@ -115,9 +124,9 @@ def fit(
     best_path = Path(out_dir) / "model.keras"
 
     @tf.function(reduce_retracing=True)
-    def train_step(x, y, states):
+    def train_step(x, k, y, states):
         with tf.GradientTape() as tape:
-            logits, *new = model([x, *states], training=True)
+            logits, *new = model([x, k, *states] if cfg.key_input else [x, *states], training=True)
             loss = _loss(y, logits)
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables))
@@ -134,19 +143,25 @@ def fit(
         for epoch in range(cfg.epochs):
             t0 = time.monotonic()
             pieces, min_tokens = train_pieces, cfg.min_epoch_tokens
-            if cfg.key_shift_bars:  # key moves and KEY tokens drawn anew for this epoch
+            if cfg.key_input:  # labels (and key moves, and the pieces told no key) drawn anew for this epoch
+                pieces = [corpus.rekeyed(p, cfg.key_shift, cfg.key_shift_bars, cfg.key_none, rng) for p in train_pieces]
+            elif cfg.key_shift_bars:  # key moves and KEY tokens drawn anew for this epoch
                 pieces = [corpus.reshifted(p, cfg.key_shift, cfg.key_shift_bars, rng) for p in train_pieces]
             if rehearse and cfg.rehearsal > 0:  # the new pieces, then the source's, in the set shares
                 pieces, min_tokens = batches.rehearsal_mix(pieces, rehearse, cfg.rehearsal, min_tokens, rng), 0
-            streams = batches.epoch_streams(pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, min_tokens)
+            streams = batches.epoch_streams(
+                pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, min_tokens, keyed=cfg.key_input
+            )
+            streams, key_streams = streams if cfg.key_input else (streams, None)
             n_win = (streams.shape[1] - 1) // cfg.window
             states = zero_states(cfg.batch_size, cfg.hidden)
             losses = []
             bar = _bar(n_win, f"epoch {epoch + 1}/{cfg.epochs}", progress)
-            for x, y in batches.windows(streams, cfg.window):
+            for w in batches.windows(streams, cfg.window, key_streams):
+                x, k, y = w if key_streams is not None else (w[0], w[0], w[1])  # (k unused without a key input)
                 if cfg.lr_schedule == "cosine":
                     anneal()
-                loss, states = train_step(x, y, states)
+                loss, states = train_step(x, k, y, states)
                 losses.append(float(loss))
                 hist.train_tokens += x.size
                 bar.update(1)

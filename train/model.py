@@ -68,15 +68,33 @@ class ForgetBias(keras.initializers.Initializer):
         return {"units": self.units}
 
 
+KEY_LAYERS = ("lstm1", "lstm2", "dense")  # where a key input model adds its key's row (key/NAME weights)
+
+
 def build_model(cfg: TrainConfig) -> keras.Model:
-    """Inputs: tokens [B,T] int32 and h1,c1,h2,c2 [B,H]; outputs logits [B,T,V] and the 4 states."""
+    """Inputs: tokens [B,T] int32 (and, with key_input, keys [B,T] int32: conditioning.hold's ids) and
+    h1,c1,h2,c2 [B,H]; outputs logits [B,T,V] and the 4 states.
+
+    With key_input, each key id has a learnt row added to the gate inputs of both layers and to the logits:
+    z1 += K1[key], z2 += K2[key], logits += KD[key] (rows of zeros at first)."""
+    from cadenza.player.conditioning import N_INPUT_KEYS
+
     H, V = cfg.hidden, cfg.vocab_size
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    key_ids = keras.Input(shape=(None,), dtype="int32", name="keys") if cfg.key_input else None
     states_in = [keras.Input(shape=(H,), name=n) for n in ("h1", "c1", "h2", "c2")]
+
+    def keyed(x, name, width):
+        if key_ids is None:
+            return x
+        rows = keras.layers.Embedding(N_INPUT_KEYS, width, embeddings_initializer="zeros", name=f"key_{name}")
+        return keras.layers.Add(name=f"{name}_keyed")([x, rows(key_ids)])
+
     x = keras.layers.Embedding(V, cfg.embed_dim, name="embedding")(tokens)
     outs = []
     for layer in (1, 2):
         x = keras.layers.Dense(4 * H, name=f"lstm{layer}_in", bias_initializer=ForgetBias(H))(x)
+        x = keyed(x, f"lstm{layer}", 4 * H)
         rnn = keras.layers.RNN(
             ClippedLSTMCell(H, cfg.cell_clip, name=f"lstm{layer}_cell"),
             return_sequences=True,
@@ -88,8 +106,14 @@ def build_model(cfg: TrainConfig) -> keras.Model:
         outs += [h, c]
         if cfg.dropout:
             x = keras.layers.Dropout(cfg.dropout, name=f"dropout{layer}")(x)
-    logits = keras.layers.Dense(V, name="dense")(x)
-    return keras.Model([tokens, *states_in], [logits, *outs], name="cadenza_lstm")
+    logits = keyed(keras.layers.Dense(V, name="dense")(x), "dense", V)
+    inputs = [tokens] + ([key_ids] if key_ids is not None else []) + states_in
+    return keras.Model(inputs, [logits, *outs], name="cadenza_lstm")
+
+
+def is_keyed(model: keras.Model) -> bool:
+    """The model has a key input (cfg.key_input)."""
+    return any(t.name.startswith("keys") for t in model.inputs)
 
 
 def zero_states(batch: int, hidden: int) -> list[np.ndarray]:
@@ -107,6 +131,9 @@ def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
         w[f"lstm{layer}/bias"] = bias  # [4H]
     kernel, bias = model.get_layer("dense").get_weights()
     w["dense/kernel"], w["dense/bias"] = kernel, bias  # [H, V], [V]
+    if is_keyed(model):
+        for name in KEY_LAYERS:
+            w[f"key/{name}"] = model.get_layer(f"key_{name}").get_weights()[0]  # [N_INPUT_KEYS, 4H or V]
     return {k: np.asarray(v, np.float32) for k, v in w.items()}
 
 
@@ -114,19 +141,24 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def numpy_step(weights: dict, cell_clip: float, token: int, state):
-    """One step of the model in numpy (the reference for the step model). state = (h1,c1,h2,c2), each [H]."""
+def numpy_step(weights: dict, cell_clip: float, token: int, state, key: int | None = None):
+    """One step of the model in numpy (the reference for the step model). state = (h1,c1,h2,c2), each [H];
+    `key`: the key input's id, for a model with one (weights key/...)."""
     x = weights["embedding"][token]
     new = []
     for layer in (1, 2):
         h, c = state[2 * (layer - 1)], state[2 * (layer - 1) + 1]
         z = x @ weights[f"lstm{layer}/kernel"] + weights[f"lstm{layer}/bias"] + h @ weights[f"lstm{layer}/recurrent"]
+        if key is not None:
+            z = z + weights[f"key/lstm{layer}"][key]
         i, f, g, o = np.split(z, 4)
         c = np.clip(_sigmoid(f) * c + _sigmoid(i) * np.tanh(g), -cell_clip, cell_clip)
         h = _sigmoid(o) * np.tanh(c)
         new += [h, c]
         x = h
     logits = x @ weights["dense/kernel"] + weights["dense/bias"]
+    if key is not None:
+        logits = logits + weights["key/dense"][key]
     return logits, tuple(new)
 
 
@@ -140,9 +172,10 @@ def rollout_cell_stats(weights: dict, cell_clip: float, steps: int, start_token:
     hidden = weights["lstm1/recurrent"].shape[0]
     state = tuple(np.zeros(hidden, np.float32) for _ in range(4))
     token = start_token
+    key = weights["key/dense"].shape[0] - 1 if "key/dense" in weights else None  # a key input model: told none
     cells = np.empty((steps, 2 * hidden), np.float32)
     for k in range(steps):
-        logits, state = numpy_step(weights, cell_clip, token, state)
+        logits, state = numpy_step(weights, cell_clip, token, state, key)
         cells[k] = np.abs(np.concatenate([state[1], state[3]]))
         p = np.exp(logits - logits.max())
         token = int(rng.choice(len(p), p=p / p.sum()))
@@ -168,6 +201,9 @@ def import_weights(model: keras.Model, weights: dict) -> None:
         model.get_layer(f"lstm{layer}_in").set_weights([weights[f"lstm{layer}/kernel"], weights[f"lstm{layer}/bias"]])
         model.get_layer(f"lstm{layer}").set_weights([weights[f"lstm{layer}/recurrent"]])
     model.get_layer("dense").set_weights([weights["dense/kernel"], weights["dense/bias"]])
+    if is_keyed(model):
+        for name in KEY_LAYERS:
+            model.get_layer(f"key_{name}").set_weights([weights[f"key/{name}"]])
 
 
 def load_source(source: str | Path) -> tuple[keras.Model, dict]:
