@@ -37,7 +37,7 @@ class ConfigError(ValueError):
     """A bad settings file or value; the message is one line naming the key."""
 
 
-# A field's check: kind ("int", "float", "bool", "str", "choice", "int?"),
+# A field's check: kind ("int", "float", "bool", "str", "choice", "int?", "float?"),
 # bounds (lo, hi, open_lo), choices. Kept in the field metadata beside the default.
 def _f(default, kind, lo=None, hi=None, *, open_lo=False, choices=()):
     return field(default=default, metadata={"kind": kind, "lo": lo, "hi": hi, "open_lo": open_lo, "choices": choices})
@@ -78,9 +78,9 @@ class Play:
     # "auto": answer in the key of the phrase just played (a duet: of the last few bars); "off"; or a key
     # that always holds, e.g. "D minor". The model alone drifts out of the phrase's key within a bar.
     key: str = _f("auto", "key")
-    key_strength: float = _f(
-        KEY_STRENGTH, "float", 0.0, 10.0
-    )  # how hard the answer leans to the key (bench/steering.py)
+    # How hard the answer leans to the key (bench/steering.py). None: the model's own, which its bundle may
+    # name (a model that is told the key needs less: model.json conditioning.key_strength), else KEY_STRENGTH.
+    key_strength: float | None = _f(None, "float?", 0.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -302,18 +302,18 @@ def _check(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
         return value
     if kind == "patches":
         return None if value is None else _parse_patches(value)
-    if kind == "int?" and value is None:
+    if kind in ("int?", "float?") and value is None:
         return None
     if kind in ("int", "int?"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key} must be an integer{_range(lo, hi)}, got {value!r}")
-    elif kind == "float":
+    elif kind in ("float", "float?"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{key} must be a number{_range(lo, hi, meta['open_lo'])}, got {value!r}")
         value = float(value)
     too_low = lo is not None and (value <= lo if meta["open_lo"] else value < lo)
     if too_low or (hi is not None and value > hi):
-        what = "an integer" if kind != "float" else "a number"
+        what = "an integer" if kind not in ("float", "float?") else "a number"
         raise ConfigError(f"{key} must be {what}{_range(lo, hi, meta['open_lo'])}, got {value!r}")
     return value
 

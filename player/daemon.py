@@ -373,7 +373,8 @@ class Daemon:
         self._solo_until_keyboard()
         cond.restart(tick)  # the new model has not heard the old phrase
         self._mark_tempo()
-        cond.set_key(play.key, play.key_strength)
+        cond.set_key(play.key)
+        cond.set_key_strength(play.key_strength)  # (None: the model's own)
         log.info("reloaded settings and model")
         notify.ready()
         self._status()

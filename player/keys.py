@@ -188,3 +188,16 @@ def _best(h: np.ndarray) -> tuple[int, str] | None:
     if h.sum() == 0 or h.max() - h.min() <= 1e-9 * h.max():
         return None
     return _KEYS[int((_PROFILES @ _zscore(np.asarray(h, float))).argmax())]
+
+
+def model_strength(model) -> float:
+    """The lean's strength a model asks for when none is set: its bundle's (model.json
+    conditioning.key_strength, for a model told the key) or the player's default (config.KEY_STRENGTH)."""
+    from .config import KEY_STRENGTH
+
+    meta = getattr(model, "meta", None)
+    cond = meta.get("conditioning") if isinstance(meta, dict) else None
+    value = cond.get("key_strength") if isinstance(cond, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 10.0:
+        return float(value)
+    return KEY_STRENGTH

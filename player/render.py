@@ -114,7 +114,7 @@ def render(
     channel: int = 0,
     keep_history: bool = False,
     key: str = "off",
-    key_strength: float = 0.0,
+    key_strength: float | None = 0.0,
     pedal_hold_bars: float = 4,
     beats_per_bar: int = 4,
 ) -> Rendered:

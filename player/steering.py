@@ -55,7 +55,7 @@ class Conductor:
         sustain_ends_phrase: bool = True,
         align: Callable[[float, int], None] | None = None,
         key: str = "off",
-        key_strength: float = 0.0,
+        key_strength: float | None = 0.0,
         pedal_hold_bars: float = 4,
     ) -> None:
         if mode not in MODES:
@@ -86,7 +86,7 @@ class Conductor:
         self.answers = 0  # answers finished or cut
         self.listeners: list[Callable[[str, int], None]] = []  # (event, tick): answer-start, answer-end
         self.key_setting = keys.parse_setting(key)  # "auto", None, or (tonic, mode)
-        self.key_strength = float(key_strength)
+        self._strength = None if key_strength is None else float(key_strength)  # None: the model's own
         self.key: tuple[int, str] | None = None  # the key the engine leans to now
         self.tracker = keys.KeyTracker(half_life=KEY_HALF_LIFE_BEATS * TICKS_PER_BEAT)
 
@@ -129,11 +129,16 @@ class Conductor:
 
     # -- keys ---------------------------------------------------------------------
 
+    @property
+    def key_strength(self) -> float:
+        """How hard the answer leans to the key: the one set, or (none set) the model's own (keys.model_strength)."""
+        return self._strength if self._strength is not None else keys.model_strength(self.engine.model)
+
     def set_key(self, setting: str, strength: float | None = None) -> None:
         """Change the key setting ("auto", "off", "D minor") and/or its strength, now."""
         self.key_setting = keys.parse_setting(setting)
         if strength is not None:
-            self.key_strength = float(strength)
+            self._strength = float(strength)
         self._lean(self.key if self.key_setting == "auto" else self.fixed_key)
 
     @property
@@ -141,8 +146,9 @@ class Conductor:
         """The key set to hold in every mode; None when the setting is "auto" or "off"."""
         return None if isinstance(self.key_setting, str) else self.key_setting
 
-    def set_key_strength(self, strength: float) -> None:
-        self.key_strength = float(strength)
+    def set_key_strength(self, strength: float | None) -> None:
+        """A new strength (a knob, a reload); None: the model's own."""
+        self._strength = None if strength is None else float(strength)
         self._lean(self.key)
 
     def _lean(self, key: tuple[int, str] | None) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from cadenza.player import events as ev
 from cadenza.player import keys
-from cadenza.player.config import ConfigError, Settings, override
+from cadenza.player.config import KEY_STRENGTH, ConfigError, Settings, override
 from cadenza.player.sampling import Sampler
 from support.fakes import ScriptModel
 from support.keyphrases import phrase_notes
@@ -49,15 +49,56 @@ def test_bad_key_names(text):
 
 def test_key_settings_in_config_and_their_errors():
     assert override(Settings(), {"play.key": "D minor"}).play.key == "D minor"
-    assert Settings().play.key == "auto" and Settings().play.key_strength > 0
+    assert Settings().play.key == "auto" and Settings().play.key_strength is None  # the model's own
+    assert override(Settings(), {"play.key_strength": 2}).play.key_strength == 2.0
+    assert override(Settings(), {"play.key_strength": None}).play.key_strength is None
     assert keys.parse_setting("auto") == "auto" and keys.parse_setting("off") is None
     assert keys.parse_setting("G minor") == (7, "minor")
     with pytest.raises(ConfigError, match="play.key must be"):
         override(Settings(), {"play.key": "H major"})
     with pytest.raises(ConfigError, match="play.key must be"):
         override(Settings(), {"play.key": 5})
-    with pytest.raises(ConfigError, match="play.key_strength"):
-        override(Settings(), {"play.key_strength": -1})
+    for bad in (-1, 11, "strong", True):
+        with pytest.raises(ConfigError, match="play.key_strength"):
+            override(Settings(), {"play.key_strength": bad})
+
+
+class _Meta:
+    def __init__(self, meta):
+        self.meta = meta
+
+
+@pytest.mark.parametrize(
+    "meta, want",
+    [
+        ({}, KEY_STRENGTH),  # a model that does not ask: the player's default
+        ({"conditioning": {"kind": "key_tokens"}}, KEY_STRENGTH),
+        ({"conditioning": {"kind": "key_input", "key_strength": 1.5}}, 1.5),
+        ({"conditioning": {"kind": "key_input", "key_strength": 0}}, 0.0),
+        ({"conditioning": {"kind": "key_input", "key_strength": "lots"}}, KEY_STRENGTH),  # malformed: ignored
+        ({"conditioning": {"kind": "key_input", "key_strength": 99}}, KEY_STRENGTH),
+        ({"conditioning": ["key_input"]}, KEY_STRENGTH),
+    ],
+)
+def test_a_model_may_name_its_own_lean(meta, want):
+    assert keys.model_strength(_Meta(meta)) == want
+    assert keys.model_strength(object()) == KEY_STRENGTH  # (a model with no bundle)
+
+
+def test_the_conductor_uses_the_model_lean_until_one_is_set():
+    from cadenza.player.engine import Engine
+    from cadenza.player.sampling import Sampler
+    from cadenza.player.steering import Conductor
+    from support.fakes import BigramModel
+
+    model = BigramModel()
+    model.meta = {"conditioning": {"kind": "key_input", "key_strength": 1.25}}
+    cond = Conductor(Engine(model, Sampler(seed=0)), key="D minor", key_strength=None)
+    assert cond.key_strength == 1.25
+    cond.set_key_strength(4.0)
+    assert cond.key_strength == 4.0
+    cond.set_key_strength(None)  # a reload with the setting removed: the model's again
+    assert cond.key_strength == 1.25
 
 
 def test_bias_leans_note_ons_to_the_key_profile_and_nothing_else():
