@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--key", default="auto", help="the player's key setting: auto (the phrase's key) or off")
-    ap.add_argument("--key-strength", type=float, default=None, help="default: the player's default")
+    ap.add_argument("--key-strength", type=float, default=None, help="default: the player's (the model's own)")
     ap.add_argument(
         "--cadence",
         choices=("full", "half"),
@@ -87,9 +87,9 @@ def main(argv=None) -> int:
 
     path = args.model or str(default_model_path())
     model = open_model(path)
-    from cadenza.player.config import KEY_STRENGTH
+    from cadenza.player.keys import model_strength
 
-    strength = KEY_STRENGTH if args.key_strength is None else args.key_strength
+    strength = model_strength(model) if args.key_strength is None else args.key_strength  # the player's default
     rows, hits, phrase_ok = [], 0, 0
     phrases = (
         chorale_phrases(args.phrase_beats)

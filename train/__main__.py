@@ -31,7 +31,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--corpus", default="bach", help="'bach' or 'folk' (built in, from music21), or a folder of .mid/.midi files"
     )
-    p.add_argument("--preset", default="default", help="tiny | default | finetune | large")
+    p.add_argument("--preset", default="default", help="tiny | default | plain | finetune | large")
     p.add_argument("--out", required=True, type=Path, help="run directory to create")
     p.add_argument("--cache-dir", type=Path, default=None, help="where parsed corpora are cached")
     p.add_argument("--epochs", type=int, default=None)

@@ -134,8 +134,11 @@ PRESETS: dict[str, dict] = {
         transpositions=(-1, 0, 1),
         dropout=0.0,
     ),
-    # The model we ship.
-    "default": dict(),
+    # The model we ship: told the key at every step, trained with key moves (bench/README.md, "A key input at
+    # every step").
+    "default": dict(key_input=True, key_shift=0.5, key_shift_bars=6.0),
+    # The same model not told the key (the shipped folk patch, and the Bach model shipped before).
+    "plain": dict(),
     # Fine-tuning a trained model on a small corpus (cadenza-train --from RUN): a smaller step, few epochs.
     # An epoch is at least 150,000 tokens (about 100 updates), however few the sessions, and half of it is the
     # source's own corpus (rehearsal: measured in bench/README.md, it keeps the original style).
