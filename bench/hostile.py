@@ -312,7 +312,7 @@ def campaign(
             "crashes": sum(r["crashed"] for r in rows),
             "runs_with_notes_left": sum(r["left_sounding"] > 0 for r in rows),
             "notes_left_sounding": sum(r["left_sounding"] for r in rows),
-            "messages_sent_median": sorted(r["messages_sent"] for r in rows)[len(rows) // 2],
+            "messages_sent_median": sorted(r["messages_sent"] for r in rows)[len(rows) // 2] if rows else None,
             "lost_at_receiver": sum(
                 (r["player_sent"] or 0) - r["synth_received"] for r in rows if r["player_sent"] is not None
             ),

@@ -99,6 +99,12 @@ def test_the_conductor_uses_the_model_lean_until_one_is_set():
     assert cond.key_strength == 4.0
     cond.set_key_strength(None)  # a reload with the setting removed: the model's again
     assert cond.key_strength == 1.25
+    other = BigramModel(seed=1)  # a patch switch to a model that names no lean: the player's default
+    cond.engine.set_model(other)
+    cond.model_changed()
+    assert cond.key_strength == KEY_STRENGTH
+    expected = keys.bias(cond.key, KEY_STRENGTH, other.vocab_size)
+    np.testing.assert_array_equal(cond.engine.key_bias, expected)
 
 
 def test_bias_leans_note_ons_to_the_key_profile_and_nothing_else():
