@@ -16,7 +16,8 @@ logits it returns (nothing with `out=`). get_state/set_state speak float32.
 
 A key input model (model.json conditioning kind "key_input": player/conditioning.py) also takes the key id
 at every step. A KEY token fed to it is no step: it sets the key input for the steps after it (and returns
-the logits of the last step again); START, and reset(), set it to NONE. Its state ends with that id.
+the logits of the last step again); START, and reset(), set it to NONE. get_state adds that id and those
+logits after the four arrays, and set_state takes them back.
 """
 
 from __future__ import annotations
