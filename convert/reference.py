@@ -13,8 +13,6 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from cadenza.player.events import START
-
 WEIGHT_SHAPES = {  # name -> shape in terms of V (vocab), E (embedding), H (hidden)
     "embedding": ("V", "E"),
     "lstm1/kernel": ("E", "4H"),
@@ -99,7 +97,7 @@ class Reference:
         self.w = {k: np.asarray(v, dtype=np.float32) for k, v in self.weights.items()}
         self._numpy_step = numpy_step
         self.keyed = keyed(self.weights)
-        self._key_base, self._none = conditioning.KEY_BASE, conditioning.NONE
+        self._held, self._none = conditioning.held, conditioning.NONE
 
     def zero_state(self) -> State:
         zeros = tuple(np.zeros(self.hidden, np.float32) for _ in range(4))
@@ -110,9 +108,9 @@ class Reference:
         if not self.keyed:
             logits, new = self._numpy_step(self.w, self.cell_clip, token, state)
             return logits.astype(np.float32), tuple(s.astype(np.float32) for s in new)
-        if token >= self._key_base:
-            return None, tuple(state[:4]) + (token - self._key_base,)
-        key = self._none if token == START else int(state[4])
+        key, is_step = self._held(token, int(state[4]))
+        if not is_step:
+            return None, tuple(state[:4]) + (key,)
         logits, new = self._numpy_step(self.w, self.cell_clip, token, state[:4], key)
         return logits.astype(np.float32), tuple(s.astype(np.float32) for s in new) + (key,)
 

@@ -75,7 +75,7 @@ def keras_step_function(model, jit_compile: bool = False) -> Callable:
     id after the token for a key input model, whose state then ends with it, as reference.Reference's)."""
     import tensorflow as tf
 
-    from cadenza.player import conditioning, events
+    from cadenza.player import conditioning
     from cadenza.train.model import is_keyed
 
     if not is_keyed(model):
@@ -96,9 +96,9 @@ def keras_step_function(model, jit_compile: bool = False) -> Callable:
         return model([token, key, h1, c1, h2, c2], training=False)
 
     def step_keyed(token, state):
-        if token >= conditioning.KEY_BASE:
-            return None, tuple(state[:4]) + (int(token) - conditioning.KEY_BASE,)
-        key = conditioning.NONE if token == events.START else int(state[4])
+        key, is_step = conditioning.held(int(token), int(state[4]))
+        if not is_step:
+            return None, tuple(state[:4]) + (key,)
         ins = (np.array([[token]], np.int32), np.array([[key]], np.int32))
         out = call_keyed(*ins, *(s[None].astype(np.float32) for s in state[:4]))
         logits, h1, c1, h2, c2 = (np.asarray(t) for t in out)

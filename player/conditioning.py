@@ -62,6 +62,15 @@ def takes_keys(model) -> bool:
     return accepts(int(model.vocab_size)) or bool(getattr(model, "keyed", False))
 
 
+def held(token: int, key: int) -> tuple[int, bool]:
+    """One token of a key input model's stream, with `key` the id in force before it: (the id in force from it
+    on, whether it is a step). A KEY token sets the id and is no step; START is a step told NONE. The one rule
+    of `hold`, for the step-at-a-time models (the converter's reference, the player's runtime)."""
+    if KEY_BASE <= token < KEY_BASE + N_KEYS:
+        return token - KEY_BASE, False
+    return (NONE if token == ev.START else key), True
+
+
 def hold(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A stream with KEY tokens as (music, key ids): the tokens without them, and for each the key input in
     force when it is fed (the last KEY token before it, as an id 0..23; NONE before any and from each START)."""

@@ -32,7 +32,6 @@ import numpy as np
 
 from . import conditioning
 from .bundle import Bundle, BundleError, load_bundle
-from .events import START
 
 log = logging.getLogger(__name__)
 
@@ -287,15 +286,14 @@ class StepModel:
         """Feed one token; returns its logits (float32 [V]; into `out` if given) and keeps the new state."""
         token = int(token)
         logits = np.empty(self.vocab_size, np.float32) if out is None else out
-        if not 0 <= token < self.vocab_size:
-            if self.keyed and conditioning.KEY_BASE <= token < conditioning.KEY_BASE + conditioning.N_KEYS:
-                self.key = token - conditioning.KEY_BASE  # for the steps after this one
+        if self._key is not None:
+            self.key, is_step = conditioning.held(token, self.key)
+            if not is_step:  # a KEY token: the key for the steps after this one
                 logits[...] = self._last
                 return logits
+        if not 0 <= token < self.vocab_size:
             raise ValueError(f"token {token} outside the vocabulary 0..{self.vocab_size - 1}")
         if self._key is not None:
-            if token == START:
-                self.key = conditioning.NONE
             kv = self._key.get()
             if self.onehot:
                 kv.fill(self._key_hot[0])

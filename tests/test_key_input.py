@@ -33,6 +33,12 @@ def test_hold_gives_the_music_and_the_key_in_force_at_each_step(stream):
             key = cond.NONE
         want.append(key)
     assert ids.tolist() == want
+    key, stepped = cond.NONE, []  # the step-at-a-time rule (reference, runtime) gives the same
+    for t in stream:
+        key, is_step = cond.held(t, key)
+        if is_step:
+            stepped.append(key)
+    assert stepped == want
 
 
 def test_config_keeps_the_two_kinds_apart():
