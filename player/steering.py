@@ -44,6 +44,14 @@ QUIET = Throttle(log)  # a mode knob swept back and forth changes mode many time
 KEY_HALF_LIFE_BEATS = 16  # in a duet, a note counts half as much four bars later
 
 
+def key_half_life(mode: str) -> float | None:
+    """How fast the keyboard's notes fade from the key it is heard in (ticks), by mode. A call is one
+    phrase, heard whole (the tracker starts afresh after each answer): its last bar often leaves the key
+    (a cadence on the dominant), and fading the opening would hear that bar's key instead. Playing along
+    (duet, solo), the key follows the keyboard's modulations."""
+    return None if mode == "call-response" else KEY_HALF_LIFE_BEATS * TICKS_PER_BEAT
+
+
 class Conductor:
     def __init__(
         self,
@@ -88,7 +96,7 @@ class Conductor:
         self.key_setting = keys.parse_setting(key)  # "auto", None, or (tonic, mode)
         self._strength = None if key_strength is None else float(key_strength)  # None: the model's own
         self.key: tuple[int, str] | None = None  # the key the engine leans to now
-        self.tracker = keys.KeyTracker(half_life=KEY_HALF_LIFE_BEATS * TICKS_PER_BEAT)
+        self.tracker = keys.KeyTracker(half_life=key_half_life(mode))
 
     # -- lengths ----------------------------------------------------------------
 
@@ -188,6 +196,7 @@ class Conductor:
             if mode not in MODES:
                 raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
             self.mode = mode
+            self.tracker.half_life = key_half_life(mode)
         if phrase_gap is not None:
             self.phrase_gap = phrase_gap
         if answer_bars is not None:
@@ -327,6 +336,7 @@ class Conductor:
         if mode not in MODES or mode == self.mode:
             return False
         old, self.mode = self.mode, mode
+        self.tracker.half_life = key_half_life(mode)
         QUIET.info("mode", "mode %s -> %s", old, mode)
         if mode == "call-response":
             self.cut(tick)

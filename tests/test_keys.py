@@ -195,6 +195,36 @@ def test_call_response_answers_in_the_key_of_each_phrase():
     assert starts == [(2, "minor"), (4, "major")]
 
 
+# The opening of "My time o ye Muses" (music21's ryansMammoth, moved to C minor), as (start, end, pitch) in
+# ticks: C minor throughout, but its last bar and a half walk around F and Ab, so a tracker that fades the
+# opening hears F minor by the end.
+MUSES = [(48, 60, 75), (60, 72, 74), (72, 96, 72), (96, 120, 72), (120, 132, 75), (132, 144, 77), (144, 168, 79),
+         (168, 192, 79), (192, 210, 84), (210, 216, 82), (216, 240, 79), (240, 258, 80), (258, 264, 79),
+         (264, 276, 77), (276, 288, 75), (288, 336, 77), (336, 348, 79), (348, 360, 77)]  # fmt: skip
+
+
+def test_a_call_is_heard_whole_and_a_duet_follows_the_keyboard():
+    notes = [ev.Note(s, p, e, 80) for s, e, p in MUSES]
+    assert keys.estimate(notes) == (0, "minor")
+    sch, _ = answer_rig(events=as_events(notes))
+    cond = sch.conductor
+    seen = []
+    cond.listeners.append(lambda what, tick: seen.append((what, cond.key)))
+    assert cond.tracker.half_life is None
+    sch.begin()
+    sch.run(until=10.0 + 700 * SPT)
+    assert seen[0] == ("answer-start", (0, "minor"))  # the whole call's key, its first bars counted in full
+    # The same notes with the duet's fading memory end in F minor: playing along follows the keyboard.
+    cond.set_mode("duet", 800)
+    assert cond.tracker.half_life == 16 * ev.TICKS_PER_BEAT
+    fading = keys.KeyTracker(half_life=cond.tracker.half_life)
+    for tick, on, pitch in sorted([(n.start, 1, n.pitch) for n in notes] + [(n.end, 0, n.pitch) for n in notes]):
+        (fading.note_on if on else fading.note_off)(pitch, tick)
+    assert fading.estimate(360) == (5, "minor")
+    cond.set_mode("call-response", 900)
+    assert cond.tracker.half_life is None
+
+
 def test_key_off_leaves_the_model_free_and_a_fixed_key_holds_in_solo():
     sch, _ = answer_rig(key="off", events=as_events(phrase_notes(2, "minor")))
     sch.begin()
