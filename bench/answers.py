@@ -133,13 +133,17 @@ def midi_notes(mid: mido.MidiFile, track: int) -> list[ev.Note]:
     return sorted(out)
 
 
-def render(player: str, model: str, phrase_file: Path, out: Path, beats: int, seed: int, key: str, strength) -> None:
+def render(
+    player: str, model: str, phrase_file: Path, out: Path, beats: int, seed: int, key: str, strength, opening=None
+) -> None:
     cmd = [player, "--render", str(out), "--model", model, "--seed-file", str(phrase_file)]
     cmd += ["--beats", str(beats), "--seed", str(seed), "--include-seed"]
     if key != "default":
         cmd += ["--key", key]
     if strength is not None:
         cmd += ["--key-strength", str(strength)]
+    if opening is not None:
+        cmd += ["--key-opening", str(opening)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-2000:]}")
@@ -428,6 +432,7 @@ def main(argv=None) -> int:
     ap.add_argument("--beats", type=int, nargs="+", default=[4, 16])
     ap.add_argument("--keys", nargs="+", default=["default", "off"], help="default (as shipped), off, auto, ...")
     ap.add_argument("--key-strength", type=float, default=None, help="default: the player's")
+    ap.add_argument("--key-opening", type=float, default=None, help="an answer's first bar; default: the player's")
     ap.add_argument("--limit", type=int, default=None, help="only the first N phrases")
     ap.add_argument("--bach", type=int, default=80, help="chorales for the reference")
     ap.add_argument("--bach-bars", type=int, default=2, help="bars of a chorale's opening (after the anacrusis)")
@@ -451,7 +456,17 @@ def main(argv=None) -> int:
             for k in args.keys:
                 for seed in range(args.seeds):
                     out = args.renders / f"{p['id']}_{beats}b_{k}_{seed}.mid"
-                    render(args.player, args.model, args.folk_dir / p["file"], out, beats, seed, k, args.key_strength)
+                    render(
+                        args.player,
+                        args.model,
+                        args.folk_dir / p["file"],
+                        out,
+                        beats,
+                        seed,
+                        k,
+                        args.key_strength,
+                        args.key_opening,
+                    )
                     rec = answer_record(p, out)
                     answers.append({"phrase": p["id"], "beats": beats, "keys": k, "seed": seed, **rec})
         done = (i + 1) * len(args.beats) * len(args.keys) * args.seeds
@@ -471,6 +486,7 @@ def main(argv=None) -> int:
         "beats": args.beats,
         "keys": args.keys,
         "key_strength": args.key_strength,
+        "key_opening": args.key_opening,
         "render_s": round(render_s, 1),
         "load_avg": os.getloadavg()[0],
         "bach_chorales": [c["name"] for c in chorales],

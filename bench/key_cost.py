@@ -1,6 +1,6 @@
 """What the key lean costs the style: Bach's own continuations scored with and without it.
 
-    python bench/key_cost.py --model models/bach.cadenza [--strengths 0 1 2 3 4] [--phrase-beats 16]
+    python bench/key_cost.py --model models/bach.cadenza [--strengths 0 1 2 3 4] [--phrase-beats 16] [--opening X]
 
 Each test chorale (the trainer's split; needs the `train` extra for the corpus) is
 cut after its first --phrase-beats beats: the opening is "the phrase", its
@@ -9,7 +9,9 @@ and the rest is Bach's continuation. The model steps through the whole piece
 (state carried, as when it has heard the phrase); every token of the
 continuation is scored under the model's distribution with the lean applied
 as the player applies it (player.keys.lean) and renormalized. A lean that only removed wrong notes would
-lower the NLL; one that fights the style raises it.
+lower the NLL; one that fights the style raises it. As in the player, the continuation's first bar
+(--bar-beats) leans --opening times as hard (default: the model's own, play.key_opening); the NLL of
+the first bar and of the rest are reported beside the whole's.
 
 Also reported: how often Bach's continuation is itself in the opening's key by the
 same estimate (what the steering bench asks of the model).
@@ -48,6 +50,8 @@ def main(argv=None) -> int:
     ap.add_argument("--strengths", type=float, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--phrase-beats", type=float, default=16)
     ap.add_argument("--untold", action="store_true", help="a key-conditioned model is not told the key")
+    ap.add_argument("--opening", type=float, default=None, help="the first bar's multiple (default: the model's)")
+    ap.add_argument("--bar-beats", type=float, default=4, help="the answer's first bar (play.beats_per_bar)")
     ap.add_argument(
         "--told",
         choices=("opening", "data"),
@@ -61,11 +65,14 @@ def main(argv=None) -> int:
     from cadenza.train.corpus import splits_for
 
     model = open_model(args.model)
+    opening = keys.model_opening(model) if args.opening is None else args.opening
+    bar = int(args.bar_beats * ev.TICKS_PER_BEAT)
     _train, _val, test = splits_for(TrainConfig())
     cut = int(args.phrase_beats * ev.TICKS_PER_BEAT)
     nll = {s: 0.0 for s in args.strengths}
     nll_on = {s: 0.0 for s in args.strengths}
-    count = count_on = pieces = bach_in_key = 0
+    nll_first = {s: 0.0 for s in args.strengths}
+    count = count_on = count_first = pieces = bach_in_key = 0
     logits = np.empty(model.vocab_size, np.float32)
     told = conditioning.takes_keys(model) and not args.untold
     for piece in test:
@@ -78,6 +85,7 @@ def main(argv=None) -> int:
         pieces += 1
         bach_in_key += int(keys.estimate(rest) == key)
         biases = {s: keys.bias(key, s, model.vocab_size) for s in args.strengths}
+        firsts = {s: keys.bias(key, s * opening, model.vocab_size) for s in args.strengths}
         model.reset()
         tick = 0
         key_tok = conditioning.key_token(key)
@@ -91,6 +99,7 @@ def main(argv=None) -> int:
                     if here is not None and here != key:
                         key = here
                         biases = {s: keys.bias(key, s, model.vocab_size) for s in args.strengths}
+                        firsts = {s: keys.bias(key, s * opening, model.vocab_size) for s in args.strengths}
                     if told and key is not None and conditioning.crosses(before, tick):
                         model.step(conditioning.key_token(key), out=logits)
             elif ev.is_shift(int(prev)):
@@ -102,15 +111,26 @@ def main(argv=None) -> int:
             if tick < cut:
                 continue
             is_on = bool(ev.is_note_on(int(nxt)))
+            in_first = tick < cut + bar
             count += 1
             count_on += is_on
-            for s, b in biases.items():
+            count_first += in_first
+            for s in args.strengths:
+                b = firsts[s] if in_first else biases[s]
                 lp = -float(log_softmax(logits if b is None else keys.lean(logits, b))[int(nxt)])
                 nll[s] += lp
                 if is_on:
                     nll_on[s] += lp
+                if in_first:
+                    nll_first[s] += lp
     rows = [
-        {"strength": s, "nll": round(nll[s] / count, 4), "note_on_nll": round(nll_on[s] / count_on, 4)}
+        {
+            "strength": s,
+            "nll": round(nll[s] / count, 4),
+            "note_on_nll": round(nll_on[s] / count_on, 4),
+            "first_bar_nll": round(nll_first[s] / max(count_first, 1), 4),
+            "rest_nll": round((nll[s] - nll_first[s]) / max(count - count_first, 1), 4),
+        }
         for s in args.strengths
     ]
     result = {
@@ -119,6 +139,8 @@ def main(argv=None) -> int:
         "tokens": count,
         "note_on_tokens": count_on,
         "phrase_beats": args.phrase_beats,
+        "opening": opening,
+        "first_bar_tokens": count_first,
         "told_the_key": told,
         "told": args.told,
         "bach_continuation_in_opening_key": f"{bach_in_key}/{pieces}",

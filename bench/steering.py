@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--key", default="auto", help="the player's key setting: auto (the phrase's key) or off")
     ap.add_argument("--key-strength", type=float, default=None, help="default: the player's (the model's own)")
+    ap.add_argument("--key-opening", type=float, default=None, help="default: the player's (the model's own)")
     ap.add_argument(
         "--cadence",
         choices=("full", "half"),
@@ -87,9 +88,10 @@ def main(argv=None) -> int:
 
     path = args.model or str(default_model_path())
     model = open_model(path)
-    from cadenza.player.keys import model_strength
+    from cadenza.player.keys import model_opening, model_strength
 
     strength = model_strength(model) if args.key_strength is None else args.key_strength  # the player's default
+    opening = model_opening(model) if args.key_opening is None else args.key_opening
     rows, hits, phrase_ok = [], 0, 0
     phrases = (
         chorale_phrases(args.phrase_beats)
@@ -114,6 +116,7 @@ def main(argv=None) -> int:
                 phrase_gap=1.0,
                 key=args.key,
                 key_strength=strength,
+                key_opening=opening,
             )
             answer = ev.decode_notes(ev.encode_messages([(tm.tick, tm.message) for tm in r.answer], start=False))
             got = keys.estimate(answer)
@@ -132,6 +135,7 @@ def main(argv=None) -> int:
         "phrases": args.phrases,
         "key": args.key,
         "key_strength": strength,
+        "key_opening": opening,
         "cadence": args.cadence,
         "rows": rows,
     }

@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="how hard answers lean to the key (0 = not at all)",
     )
+    _setting(
+        p,
+        "--key-opening",
+        "play.key_opening",
+        type=float,
+        metavar="X",
+        help="an answer's first bar leans X times as hard (1 = the same throughout)",
+    )
     p.add_argument("--duration", type=float, metavar="SECONDS", help="play this long, then stop cleanly")
     _setting(p, "--seed", "play.seed", type=int, metavar="N", help="random seed: the same seed plays the same notes")
     p.add_argument("--debug", action="store_true", help="debug logging")

@@ -42,7 +42,7 @@ from .steering import Conductor
 
 # No key lean, a one-beat gap, two-bar answers, no CC mapped: the conductor's own defaults, for a player
 # that no user's settings file configures (the user's defaults in config.Play lean to the key, etc.).
-PLAIN_PLAY = config.Play(phrase_gap=1.0, answer_bars=2, key="off", key_strength=0.0)
+PLAIN_PLAY = config.Play(phrase_gap=1.0, answer_bars=2, key="off", key_strength=0.0, key_opening=1.0)
 NO_CONTROLS = config.Controls(
     temperature=-1, tempo=-1, mode=-1, answer_bars=-1, panic=-1, phrase_end=-1, key_strength=-1
 )
@@ -130,6 +130,7 @@ def build_player(
         align=timebase.align if align and isinstance(timebase, TempoMap) else None,
         key=play.key,
         key_strength=play.key_strength,
+        key_opening=play.key_opening,
         pedal_hold_bars=play.pedal_hold_bars,
     )
     scheduler = Scheduler(

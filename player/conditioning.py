@@ -44,11 +44,12 @@ MIN_NOTES = 3  # fewer notes in the window: the piece's own key
 RECENT_HALF_LIFE_TICKS = 8 * ev.TICKS_PER_BEAT  # with no key to tell, the player names the recent notes' key
 NONE = N_KEYS  # the key input's id for "no key" (ids 0..23 are the KEY tokens' order)
 N_INPUT_KEYS = N_KEYS + 1
-# The lean (player/keys.py) a key input model asks for when none is set (model.json conditioning.key_strength):
-# with the shipped model, 2 keeps 93 % of 16-beat answers to folk phrases in their key and mode at +2.4 % NLL on
-# Bach's continuations against the model that is not told the key; the 3.5 a model needs without it costs +13 %
-# (bench/README.md, "A key input at every step").
-KEY_INPUT_STRENGTH = 2.0
+# The lean (player/keys.py) a key input model asks for when none is set (model.json conditioning.key_strength),
+# and how many times as hard an answer's first bar leans (conditioning.key_opening): 1.75, and 3.5 in the first
+# bar, cost +2.5 % NLL on Bach's continuations against the model that is not told the key, where the 3.5 a model
+# needs without a key input costs +13 % throughout (bench/README.md, "An answer that opens in the key").
+KEY_INPUT_STRENGTH = 1.75
+KEY_INPUT_OPENING = 2.0
 MOVES = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)  # the semitones a training key move draws from
 
 
@@ -223,5 +224,6 @@ def describe(kind: str = "key_tokens") -> dict:
             dropout=0.0,
             held="from each KEY token to the next, NONE from each START",
             key_strength=KEY_INPUT_STRENGTH,
+            key_opening=KEY_INPUT_OPENING,
         )
     return out

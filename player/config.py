@@ -81,6 +81,9 @@ class Play:
     # How hard the answer leans to the key (bench/steering.py). None: the model's own, which its bundle may
     # name (a model that is told the key needs less: model.json conditioning.key_strength), else KEY_STRENGTH.
     key_strength: float | None = _f(None, "float?", 0.0, 10.0)
+    # An answer's first bar leans this many times as hard, so that it opens in the key (1: the same lean
+    # throughout). None: the model's own (model.json conditioning.key_opening), else 1.
+    key_opening: float | None = _f(None, "float?", 1.0, 5.0)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ A knob (CC value 0..127) maps to a setting:
     tempo         40 .. 240 BPM, linear (internal clock only)
     mode          0-42 call-response, 43-85 duet, 86-127 solo
     answer_bars   1 .. 16
-    key_strength  0 .. 7, linear (64 ~ 3.5, the default; 0 lets the model leave the key)
+    key_strength  0 .. 7, linear (64 ~ 3.5; 0 lets the model leave the key; an answer's first bar leans
+                  play.key_opening times as hard)
     panic         value >= 64: every note off, the model stops (and listens again)
     phrase_end    value >= 64: the phrase is over, answer now
     patch         the patch bank in program order, evenly spread over the knob's travel

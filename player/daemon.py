@@ -161,6 +161,7 @@ def render_file(
             channel=settings.midi.channel - 1,
             key=play.key,
             key_strength=play.key_strength,
+            key_opening=play.key_opening,
             pedal_hold_bars=play.pedal_hold_bars,
             beats_per_bar=play.beats_per_bar,
         )
@@ -375,6 +376,7 @@ class Daemon:
         self._mark_tempo()
         cond.set_key(play.key)
         cond.set_key_strength(play.key_strength)  # (None: the model's own)
+        cond.set_key_opening(play.key_opening)
         log.info("reloaded settings and model")
         notify.ready()
         self._status()

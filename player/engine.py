@@ -100,6 +100,9 @@ class Engine:
         self._cps: list[_Checkpoint] = []
         self.steps = 0
         self.key_bias: np.ndarray | None = None  # [V] added to the logits of what the model plays (keys.bias)
+        # An answer's opening: opening_bias instead of key_bias while the cursor is before opening_until.
+        self.opening_bias: np.ndarray | None = None
+        self.opening_until: int | None = None
         self.key_conditioned = conditioning.takes_keys(model)  # the model takes KEY tokens
         self.condition: int | None = None  # the KEY token a key-conditioned model is told (conditioning.py)
         # Without a key to tell (solo, key "off", before the keyboard is heard), a conditioned model is told the
@@ -331,6 +334,7 @@ class Engine:
         self.playing = True
         self.limit = until
         self.lead_in = 0 if lead_in else -1
+        self.opening_until = None  # (an answer's conductor sets it: Conductor._answer)
 
     def play_to(self, tick: int) -> None:
         """Playing, after a rollback to `tick` or before it: the stream is silence up to `tick`."""
@@ -371,8 +375,11 @@ class Engine:
             allowed = self._normal if self._same_tick < MAX_TOKENS_PER_TICK else self._shift_only
         logits = self.logits
         assert logits is not None  # (start() fed START: there are logits before anything plays)
-        if self.key_bias is not None:
-            logits = keys.lean(logits, self.key_bias)
+        bias = self.key_bias
+        if self.opening_until is not None and self.cursor < self.opening_until and self.opening_bias is not None:
+            bias = self.opening_bias
+        if bias is not None:
+            logits = keys.lean(logits, bias)
         tok = self.sampler.sample(logits, allowed)
         if ev.is_shift(tok) and self.limit is not None and self.cursor + ev.shift_ticks(tok) > self.limit:
             tok = ev.shift(self.limit - self.cursor)

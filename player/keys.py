@@ -201,3 +201,14 @@ def model_strength(model) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 10.0:
         return float(value)
     return KEY_STRENGTH
+
+
+def model_opening(model) -> float:
+    """How many times harder an answer's first bar leans, when not set: its bundle's (model.json
+    conditioning.key_opening) or 1 (the same lean throughout)."""
+    meta = getattr(model, "meta", None)
+    cond = meta.get("conditioning") if isinstance(meta, dict) else None
+    value = cond.get("key_opening") if isinstance(cond, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 1.0 <= value <= 5.0:
+        return float(value)
+    return 1.0

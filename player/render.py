@@ -115,6 +115,7 @@ def render(
     keep_history: bool = False,
     key: str = "off",
     key_strength: float | None = 0.0,
+    key_opening: float | None = 1.0,
     pedal_hold_bars: float = 4,
     beats_per_bar: int = 4,
 ) -> Rendered:
@@ -134,6 +135,7 @@ def render(
         phrase_gap=phrase_gap,
         key=key,
         key_strength=key_strength,
+        key_opening=key_opening,
         pedal_hold_bars=pedal_hold_bars,
         beats_per_bar=beats_per_bar,
         midi=config.Midi(channel=channel + 1),

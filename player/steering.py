@@ -11,7 +11,9 @@ Keys: with `key="auto"` the conductor tracks the key of what the keyboard plays
 (Krumhansl–Schmuckler, player.keys) and the engine's sampling leans to it with
 `key_strength`: the phrase's key for its answer, in a duet the key of the last
 few bars. A fixed key ("D minor") holds in every mode, solo too; "off" (or
-strength 0) leaves the model free.
+strength 0) leaves the model free. An answer's first bar leans `key_opening`
+times as hard (the model's own, from its bundle, unless set), so that it opens
+in the key and the model carries it from there.
 
 Keys and pedal that never come up (a lost note-off, a stuck or reversed pedal)
 cannot hold a phrase open for ever: a held key counts as released MAX_NOTE_TICKS
@@ -65,6 +67,7 @@ class Conductor:
         key: str = "off",
         key_strength: float | None = 0.0,
         pedal_hold_bars: float = 4,
+        key_opening: float | None = 1.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -95,6 +98,7 @@ class Conductor:
         self.listeners: list[Callable[[str, int], None]] = []  # (event, tick): answer-start, answer-end
         self.key_setting = keys.parse_setting(key)  # "auto", None, or (tonic, mode)
         self._strength = None if key_strength is None else float(key_strength)  # None: the model's own
+        self._opening = None if key_opening is None else float(key_opening)  # None: the model's own
         self.key: tuple[int, str] | None = None  # the key the engine leans to now
         self.tracker = keys.KeyTracker(half_life=key_half_life(mode))
 
@@ -154,6 +158,16 @@ class Conductor:
         """The key set to hold in every mode; None when the setting is "auto" or "off"."""
         return None if isinstance(self.key_setting, str) else self.key_setting
 
+    @property
+    def key_opening(self) -> float:
+        """How many times harder an answer's first bar leans: the one set, or the model's own (keys.model_opening)."""
+        return self._opening if self._opening is not None else keys.model_opening(self.engine.model)
+
+    def set_key_opening(self, opening: float | None) -> None:
+        """A new multiple for an answer's first bar (a reload); None: the model's own."""
+        self._opening = None if opening is None else float(opening)
+        self._lean(self.key)
+
     def set_key_strength(self, strength: float | None) -> None:
         """A new strength (a knob, a reload); None: the model's own."""
         self._strength = None if strength is None else float(strength)
@@ -164,7 +178,9 @@ class Conductor:
         if key != self.key:
             log.debug("key: %s", keys.name(key))
         self.key = key
-        self.engine.key_bias = keys.bias(key, self.key_strength, int(self.engine.model.vocab_size))
+        vocab, strength, opening = int(self.engine.model.vocab_size), self.key_strength, self.key_opening
+        self.engine.key_bias = keys.bias(key, strength, vocab)
+        self.engine.opening_bias = keys.bias(key, strength * opening, vocab) if opening != 1.0 else None
         self.engine.set_condition(key)
 
     def _follow(self, tick: float) -> None:
@@ -236,6 +252,7 @@ class Conductor:
             self.align(gap_end, start)
         self._follow(gap_end)
         self.engine.play(start, until=start + self.answer_ticks, lead_in=True)
+        self.engine.opening_until = start + self.bar_ticks  # the answer's first bar opens in the key
         self.state = "answer"
         self.answer_start = self.bar_origin = start
         self.gap_end = gap_end
@@ -400,4 +417,5 @@ class Conductor:
         if self.key_setting is None or self.key_strength <= 0:
             return "key free"
         what = "the phrase's key" if self.key_setting == "auto" else keys.name(self.fixed_key)
-        return f"{what} ({self.key_strength:g})"
+        opening = f", {self.key_opening:g}x in an answer's first bar" if self.key_opening != 1.0 else ""
+        return f"{what} ({self.key_strength:g}{opening})"

@@ -107,6 +107,63 @@ def test_the_conductor_uses_the_model_lean_until_one_is_set():
     np.testing.assert_array_equal(cond.engine.key_bias, expected)
 
 
+@pytest.mark.parametrize(
+    "meta, want",
+    [
+        ({}, 1.0),  # a model that does not ask: the same lean throughout
+        ({"conditioning": {"kind": "key_input", "key_opening": 2}}, 2.0),
+        ({"conditioning": {"kind": "key_input", "key_opening": 0.5}}, 1.0),  # out of range: ignored
+        ({"conditioning": {"kind": "key_input", "key_opening": "more"}}, 1.0),
+        ({"conditioning": {"kind": "key_input", "key_opening": True}}, 1.0),
+    ],
+)
+def test_a_model_may_name_how_hard_an_answer_opens(meta, want):
+    assert keys.model_opening(_Meta(meta)) == want
+    assert override(Settings(), {"play.key_opening": 3}).play.key_opening == 3.0
+    assert Settings().play.key_opening is None  # the model's own
+    for bad in (0.5, 6, "lots", False):
+        with pytest.raises(ConfigError, match="play.key_opening"):
+            override(Settings(), {"play.key_opening": bad})
+
+
+def test_an_answer_opens_in_the_key_for_its_first_bar_then_leans_as_set(monkeypatch):
+    from cadenza.player import engine as engine_mod
+
+    model = ScriptModel([ev.note_on(67), ev.shift(6), ev.note_off(67)])
+    sch, _ = rig(model, mode="call-response", events=as_events(phrase_notes(2, "minor")), answer_bars=2)
+    cond, eng = sch.conductor, sch.engine
+    cond.set_key("auto", 1.5)
+    eng.model.meta = {"conditioning": {"kind": "key_input", "key_opening": 2.0}}
+    cond.set_key_opening(None)  # the model's own
+    assert cond.key_opening == 2.0
+    used = []  # (cursor, the bias the sampled token was leaned with)
+    real = keys.lean
+
+    def spy(logits, bias):
+        used.append((eng.cursor, bias))
+        return real(logits, bias)
+
+    monkeypatch.setattr(engine_mod.keys, "lean", spy)
+    starts = []
+    cond.listeners.append(lambda what, tick: starts.append(tick) if what == "answer-start" else None)
+    sch.begin()
+    sch.run(until=10.0 + 800 * SPT)
+    assert cond.answers == 1 and len(starts) == 1
+    key, bar = (2, "minor"), cond.bar_ticks
+    strong, plain = keys.bias(key, 3.0, ev.VOCAB_SIZE), keys.bias(key, 1.5, ev.VOCAB_SIZE)
+    first = [b for c, b in used if c < starts[0] + bar]
+    rest = [b for c, b in used if c >= starts[0] + bar]
+    assert first and rest
+    assert all(np.array_equal(b, strong) for b in first)
+    assert all(np.array_equal(b, plain) for b in rest)
+    # Set to 1 (a reload), the answer leans the same throughout; the knob at 0 leaves the model free, first bar too.
+    cond.set_key_opening(1.0)
+    assert eng.opening_bias is None
+    cond.set_key_opening(None)
+    cond.set_key_strength(0.0)
+    assert eng.key_bias is None and eng.opening_bias is None
+
+
 def test_bias_leans_note_ons_to_the_key_profile_and_nothing_else():
     b = keys.bias((2, "minor"), 2.0, ev.VOCAB_SIZE)
     assert b.shape == (ev.VOCAB_SIZE,) and b.dtype == np.float32
