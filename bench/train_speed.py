@@ -1,6 +1,6 @@
 """Training throughput of a preset on this machine: tokens per second of the real training step.
 
-    .venv/bin/python bench/train_speed.py --preset default --batches 30
+    .venv/bin/python bench/train_speed.py --preset default --batches 30 [--set jit=true]
 
 Times the same compiled step `train.fit` uses (forward, backward, Adam update,
 state carried) on windows of real chorale tokens, after two warm-up batches.
@@ -19,46 +19,47 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="default")
     p.add_argument("--batches", type=int, default=30)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a training setting, e.g. jit=true")
     a = p.parse_args(argv)
 
     import keras
     import numpy as np
-    import tensorflow as tf
 
-    from cadenza.train import batches
-    from cadenza.train.config import make_config
+    from cadenza.train import batches, corpus
+    from cadenza.train.config import make_config, parse_assignment
     from cadenza.train.corpus import load_corpus, split_pieces
-    from cadenza.train.fit import _loss
+    from cadenza.train.fit import train_step_fn
     from cadenza.train.model import build_model, zero_states
 
-    cfg = make_config(a.preset)
+    cfg = make_config(a.preset, **dict(parse_assignment(t) for t in a.set))
     train_set, _, _ = split_pieces(load_corpus(cfg.corpus), seed=cfg.split_seed)
     rng = np.random.default_rng(0)
-    streams = batches.epoch_streams([p.tokens for p in train_set], cfg.batch_size, cfg.window, cfg.transpositions, rng)
+    pieces = [p.tokens for p in train_set]
+    if cfg.key_input:  # as train.fit draws an epoch: labels, key moves, pieces told no key
+        pieces = [corpus.rekeyed(p.tokens, cfg.key_shift, cfg.key_shift_bars, cfg.key_none, rng) for p in train_set]
+    streams = batches.epoch_streams(pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, keyed=cfg.key_input)
+    streams, keys = streams if cfg.key_input else (streams, None)
     model = build_model(cfg)
     opt = keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm)
 
-    @tf.function(reduce_retracing=True)
-    def step(x, y, states):
-        with tf.GradientTape() as tape:
-            logits, *new = model([x, *states], training=True)
-            loss = _loss(y, logits)
-        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss, new
-
+    step = train_step_fn(model, opt, cfg)
     states = zero_states(cfg.batch_size, cfg.hidden)
-    wins = list(batches.windows(streams, cfg.window))
-    for x, y in wins[:2]:
-        _, states = step(x, y, states)
+    wins = [w if cfg.key_input else (w[0], w[0], w[1]) for w in batches.windows(streams, cfg.window, keys)]
+    t0 = time.perf_counter()
+    for x, k, y in wins[:2]:
+        _, states = step(x, k, y, states)
+    warm = time.perf_counter() - t0
     t0 = time.perf_counter()
     n = 0
-    for x, y in wins[2 : 2 + a.batches]:
-        _, states = step(x, y, states)
+    for x, k, y in wins[2 : 2 + a.batches]:
+        loss, states = step(x, k, y, states)
+        float(loss)
         n += x.size
     dt = time.perf_counter() - t0
     per_epoch = sum(len(p.tokens) for p in train_set) / (n / dt)
     print(
-        f"preset {a.preset}: {n / dt:,.0f} tokens/s ({n} tokens in {dt:.1f} s); "
+        f"preset {a.preset} {' '.join(a.set)}: {n / dt:,.0f} tokens/s ({n} tokens in {dt:.1f} s, "
+        f"the first two windows {warm:.1f} s); "
         f"one epoch of {len(train_set)} pieces ~ {per_epoch:.0f} s; os.cpu_count()={os.cpu_count()}"
     )
     return 0

@@ -143,3 +143,36 @@ def test_cosine_step_size_falls_from_the_set_one_to_its_floor_over_the_time_cap(
     pieces = [rng.integers(3, 200, size=200).astype(np.int32) for _ in range(4)]
     model, hist = fit(cfg, pieces, pieces[:1], tmp_path, progress=False)
     assert hist.val_loss and np.isfinite(hist.val_loss).all() and (tmp_path / "model.keras").exists()
+
+
+@pytest.mark.parametrize("key_input", [False, True])
+def test_the_xla_compiled_training_step_computes_what_the_plain_one_does(key_input):
+    import keras
+
+    from cadenza.train.config import make_config
+    from cadenza.train.fit import train_step_fn
+    from cadenza.train.model import build_model, zero_states
+
+    cfg = make_config("tiny", key_input=key_input)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 200, (cfg.batch_size, cfg.window)).astype(np.int32)
+    k = rng.integers(0, 25, x.shape).astype(np.int32) if key_input else x
+    y = rng.integers(0, 200, x.shape).astype(np.int32)
+    losses, weights = {}, {}
+    init = None
+    for jit in (False, True):
+        c = make_config("tiny", key_input=key_input, jit=jit)
+        model = build_model(c)
+        if init is None:
+            init = model.get_weights()
+        model.set_weights(init)
+        step = train_step_fn(model, keras.optimizers.Adam(c.learning_rate, clipnorm=c.clipnorm), c)
+        states, out = zero_states(c.batch_size, c.hidden), []
+        for _ in range(3):  # the state and the weights carried from one window to the next
+            loss, states = step(x, k, y, states)
+            out.append(float(loss))
+        losses[jit], weights[jit] = out, model.get_weights()
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+    assert losses[True][2] < losses[True][0]  # it learns
+    for a, b in zip(weights[True], weights[False]):
+        np.testing.assert_allclose(a, b, atol=1e-4)

@@ -35,6 +35,8 @@ class TrainConfig:
     lr_schedule: str = "plateau"
     lr_floor: float = 0.02
     max_minutes: float = 40.0  # wall-clock cap on the training loop (best model kept)
+    # Compile the training step with XLA: the LSTM's many small per-step ops are fused (bench/train_speed.py).
+    jit: bool = False
     transpositions: tuple[int, ...] = tuple(range(-5, 7))  # all 12 keys, training pieces only
     val_frac: float = 0.1
     test_frac: float = 0.1

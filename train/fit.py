@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -94,6 +94,23 @@ def _eval_fn(model):
     return step
 
 
+def train_step_fn(model: keras.Model, opt, cfg: TrainConfig):
+    """The compiled training step (forward, backward, the optimizer's update; state carried between windows):
+    (x, k, y, states) -> (loss, new states); k, the key ids, is unused by a model without a key input. With
+    cfg.jit it is compiled by XLA (every window has the same shape, so it compiles once)."""
+
+    @tf.function(reduce_retracing=True, jit_compile=cfg.jit)
+    def train_step(x, k, y, states):
+        with tf.GradientTape() as tape:
+            logits, *new = model([x, k, *states] if cfg.key_input else [x, *states], training=True)
+            loss = _loss(y, logits)
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, [tf.stop_gradient(s) for s in new]
+
+    return train_step
+
+
 def cosine_step(cfg: TrainConfig, done: float) -> float:
     """lr_schedule "cosine": the step size when the share `done` of the time cap is gone (clamped to [0, 1])."""
     done = min(1.0, max(0.0, done))
@@ -123,14 +140,7 @@ def fit(
     best = math.inf
     best_path = Path(out_dir) / "model.keras"
 
-    @tf.function(reduce_retracing=True)
-    def train_step(x, k, y, states):
-        with tf.GradientTape() as tape:
-            logits, *new = model([x, k, *states] if cfg.key_input else [x, *states], training=True)
-            loss = _loss(y, logits)
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, [tf.stop_gradient(s) for s in new]
+    train_step = train_step_fn(model, opt, cfg)
 
     budget = cfg.max_minutes * 60
     deadline = time.monotonic() + budget
@@ -161,7 +171,15 @@ def fit(
                 x, k, y = w if key_streams is not None else (w[0], w[0], w[1])  # (k unused without a key input)
                 if cfg.lr_schedule == "cosine":
                     anneal()
-                loss, states = train_step(x, k, y, states)
+                try:
+                    loss, states = train_step(x, k, y, states)
+                except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError) as exc:
+                    if not cfg.jit or hist.train_tokens:
+                        raise
+                    # XLA cannot compile the step here (before any update: nothing has changed yet)
+                    log.warning("XLA did not compile the training step (%s); training without it", type(exc).__name__)
+                    train_step = train_step_fn(model, opt, replace(cfg, jit=False))
+                    loss, states = train_step(x, k, y, states)
                 losses.append(float(loss))
                 hist.train_tokens += x.size
                 bar.update(1)
