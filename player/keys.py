@@ -190,25 +190,26 @@ def _best(h: np.ndarray) -> tuple[int, str] | None:
     return _KEYS[int((_PROFILES @ _zscore(np.asarray(h, float))).argmax())]
 
 
+def _model_setting(model, name: str, lo: float, hi: float, default: float) -> float:
+    """A number the model's bundle names in model.json `conditioning` (in [lo, hi]), else `default`: a value
+    of another type or out of range is ignored."""
+    meta = getattr(model, "meta", None)
+    cond = meta.get("conditioning") if isinstance(meta, dict) else None
+    value = cond.get(name) if isinstance(cond, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi:
+        return float(value)
+    return default
+
+
 def model_strength(model) -> float:
     """The lean's strength a model asks for when none is set: its bundle's (model.json
     conditioning.key_strength, for a model told the key) or the player's default (config.KEY_STRENGTH)."""
     from .config import KEY_STRENGTH
 
-    meta = getattr(model, "meta", None)
-    cond = meta.get("conditioning") if isinstance(meta, dict) else None
-    value = cond.get("key_strength") if isinstance(cond, dict) else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 10.0:
-        return float(value)
-    return KEY_STRENGTH
+    return _model_setting(model, "key_strength", 0.0, 10.0, KEY_STRENGTH)
 
 
 def model_opening(model) -> float:
     """How many times harder an answer's first bar leans, when not set: its bundle's (model.json
     conditioning.key_opening) or 1 (the same lean throughout)."""
-    meta = getattr(model, "meta", None)
-    cond = meta.get("conditioning") if isinstance(meta, dict) else None
-    value = cond.get("key_opening") if isinstance(cond, dict) else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 1.0 <= value <= 5.0:
-        return float(value)
-    return 1.0
+    return _model_setting(model, "key_opening", 1.0, 5.0, 1.0)
