@@ -67,6 +67,13 @@ def main(argv=None) -> int:
     model = open_model(args.model)
     opening = keys.model_opening(model) if args.opening is None else args.opening
     bar = int(args.bar_beats * ev.TICKS_PER_BEAT)
+
+    def leans(key):  # strength -> (the lean after the first bar, the lean in it), as the player makes them
+        return {
+            s: (keys.bias(key, s, model.vocab_size), keys.bias(key, s * opening, model.vocab_size))
+            for s in args.strengths
+        }
+
     _train, _val, test = splits_for(TrainConfig())
     cut = int(args.phrase_beats * ev.TICKS_PER_BEAT)
     nll = {s: 0.0 for s in args.strengths}
@@ -84,8 +91,7 @@ def main(argv=None) -> int:
             continue
         pieces += 1
         bach_in_key += int(keys.estimate(rest) == key)
-        biases = {s: keys.bias(key, s, model.vocab_size) for s in args.strengths}
-        firsts = {s: keys.bias(key, s * opening, model.vocab_size) for s in args.strengths}
+        biases = leans(key)
         model.reset()
         tick = 0
         key_tok = conditioning.key_token(key)
@@ -98,8 +104,7 @@ def main(argv=None) -> int:
                     here = conditioning.label(notes, starts, tick, keys.estimate(notes))
                     if here is not None and here != key:
                         key = here
-                        biases = {s: keys.bias(key, s, model.vocab_size) for s in args.strengths}
-                        firsts = {s: keys.bias(key, s * opening, model.vocab_size) for s in args.strengths}
+                        biases = leans(key)
                     if told and key is not None and conditioning.crosses(before, tick):
                         model.step(conditioning.key_token(key), out=logits)
             elif ev.is_shift(int(prev)):
@@ -116,7 +121,7 @@ def main(argv=None) -> int:
             count_on += is_on
             count_first += in_first
             for s in args.strengths:
-                b = firsts[s] if in_first else biases[s]
+                b = biases[s][in_first]
                 lp = -float(log_softmax(logits if b is None else keys.lean(logits, b))[int(nxt)])
                 nll[s] += lp
                 if is_on:
