@@ -25,26 +25,21 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
 
-    from cadenza.train import batches, corpus
     from cadenza.train.config import make_config, parse_assignment
     from cadenza.train.corpus import load_corpus, split_pieces
-    from cadenza.train.fit import train_step_fn
+    from cadenza.train.fit import draw_epoch, step_windows, train_step_fn
     from cadenza.train.model import build_model, zero_states
 
     cfg = make_config(a.preset, **dict(parse_assignment(t) for t in a.set))
     train_set, _, _ = split_pieces(load_corpus(cfg.corpus), seed=cfg.split_seed)
     rng = np.random.default_rng(0)
-    pieces = [p.tokens for p in train_set]
-    if cfg.key_input:  # as train.fit draws an epoch: labels, key moves, pieces told no key
-        pieces = [corpus.rekeyed(p.tokens, cfg.key_shift, cfg.key_shift_bars, cfg.key_none, rng) for p in train_set]
-    streams = batches.epoch_streams(pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, keyed=cfg.key_input)
-    streams, keys = streams if cfg.key_input else (streams, None)
+    streams, keys = draw_epoch(cfg, [p.tokens for p in train_set], rng)  # as train.fit draws an epoch
     model = build_model(cfg)
     opt = keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm)
 
     step = train_step_fn(model, opt, cfg)
     states = zero_states(cfg.batch_size, cfg.hidden)
-    wins = [w if cfg.key_input else (w[0], w[0], w[1]) for w in batches.windows(streams, cfg.window, keys)]
+    wins = list(step_windows(streams, cfg.window, keys))
     t0 = time.perf_counter()
     for x, k, y in wins[:2]:
         _, states = step(x, k, y, states)

@@ -111,6 +111,30 @@ def train_step_fn(model: keras.Model, opt, cfg: TrainConfig):
     return train_step
 
 
+def draw_epoch(
+    cfg: TrainConfig, train_pieces: list[np.ndarray], rng: np.random.Generator, rehearse: list | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One epoch's training streams [batch, length], and with a key input the key ids beside them (else None):
+    labels, key moves and the pieces told no key drawn anew, rehearsal mixed in, transposed and laid end to end."""
+    pieces, min_tokens = train_pieces, cfg.min_epoch_tokens
+    if cfg.key_input:  # labels (and key moves, and the pieces told no key) drawn anew for this epoch
+        pieces = [corpus.rekeyed(p, cfg.key_shift, cfg.key_shift_bars, cfg.key_none, rng) for p in train_pieces]
+    elif cfg.key_shift_bars:  # key moves and KEY tokens drawn anew for this epoch
+        pieces = [corpus.reshifted(p, cfg.key_shift, cfg.key_shift_bars, rng) for p in train_pieces]
+    if rehearse and cfg.rehearsal > 0:  # the new pieces, then the source's, in the set shares
+        pieces, min_tokens = batches.rehearsal_mix(pieces, rehearse, cfg.rehearsal, min_tokens, rng), 0
+    streams = batches.epoch_streams(
+        pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, min_tokens, keyed=cfg.key_input
+    )
+    return streams if cfg.key_input else (streams, None)
+
+
+def step_windows(streams: np.ndarray, window: int, key_streams: np.ndarray | None):
+    """The (x, k, y) windows train_step takes; k is x again without a key input (unused there)."""
+    for w in batches.windows(streams, window, key_streams):
+        yield w if key_streams is not None else (w[0], w[0], w[1])
+
+
 def cosine_step(cfg: TrainConfig, done: float) -> float:
     """lr_schedule "cosine": the step size when the share `done` of the time cap is gone (clamped to [0, 1])."""
     done = min(1.0, max(0.0, done))
@@ -152,23 +176,12 @@ def fit(
     try:
         for epoch in range(cfg.epochs):
             t0 = time.monotonic()
-            pieces, min_tokens = train_pieces, cfg.min_epoch_tokens
-            if cfg.key_input:  # labels (and key moves, and the pieces told no key) drawn anew for this epoch
-                pieces = [corpus.rekeyed(p, cfg.key_shift, cfg.key_shift_bars, cfg.key_none, rng) for p in train_pieces]
-            elif cfg.key_shift_bars:  # key moves and KEY tokens drawn anew for this epoch
-                pieces = [corpus.reshifted(p, cfg.key_shift, cfg.key_shift_bars, rng) for p in train_pieces]
-            if rehearse and cfg.rehearsal > 0:  # the new pieces, then the source's, in the set shares
-                pieces, min_tokens = batches.rehearsal_mix(pieces, rehearse, cfg.rehearsal, min_tokens, rng), 0
-            streams = batches.epoch_streams(
-                pieces, cfg.batch_size, cfg.window, cfg.transpositions, rng, min_tokens, keyed=cfg.key_input
-            )
-            streams, key_streams = streams if cfg.key_input else (streams, None)
+            streams, key_streams = draw_epoch(cfg, train_pieces, rng, rehearse)
             n_win = (streams.shape[1] - 1) // cfg.window
             states = zero_states(cfg.batch_size, cfg.hidden)
             losses = []
             bar = _bar(n_win, f"epoch {epoch + 1}/{cfg.epochs}", progress)
-            for w in batches.windows(streams, cfg.window, key_streams):
-                x, k, y = w if key_streams is not None else (w[0], w[0], w[1])  # (k unused without a key input)
+            for x, k, y in step_windows(streams, cfg.window, key_streams):
                 if cfg.lr_schedule == "cosine":
                     anneal()
                 try:
