@@ -72,6 +72,7 @@ class Conductor:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.engine = engine
+        self.tracker = keys.KeyTracker()  # the key of what the keyboard plays (its memory set by the mode)
         self.mode = mode
         self.phrase_gap = float(phrase_gap)  # beats
         self.answer_bars = int(answer_bars)
@@ -100,7 +101,15 @@ class Conductor:
         self._strength = None if key_strength is None else float(key_strength)  # None: the model's own
         self._opening = None if key_opening is None else float(key_opening)  # None: the model's own
         self.key: tuple[int, str] | None = None  # the key the engine leans to now
-        self.tracker = keys.KeyTracker(half_life=key_half_life(mode))
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self._mode = mode
+        self.tracker.half_life = key_half_life(mode)
 
     # -- lengths ----------------------------------------------------------------
 
@@ -212,7 +221,6 @@ class Conductor:
             if mode not in MODES:
                 raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
             self.mode = mode
-            self.tracker.half_life = key_half_life(mode)
         if phrase_gap is not None:
             self.phrase_gap = phrase_gap
         if answer_bars is not None:
@@ -353,7 +361,6 @@ class Conductor:
         if mode not in MODES or mode == self.mode:
             return False
         old, self.mode = self.mode, mode
-        self.tracker.half_life = key_half_life(mode)
         QUIET.info("mode", "mode %s -> %s", old, mode)
         if mode == "call-response":
             self.cut(tick)
