@@ -434,6 +434,11 @@ def main(argv=None) -> int:
     ap.add_argument("--key-strength", type=float, default=None, help="default: the player's")
     ap.add_argument("--key-opening", type=float, default=None, help="an answer's first bar; default: the player's")
     ap.add_argument("--limit", type=int, default=None, help="only the first N phrases")
+    ap.add_argument(
+        "--agreeing",
+        action="store_true",
+        help="only the phrases whose own notes' key estimate is their label (all of the evaluation set's)",
+    )
     ap.add_argument("--bach", type=int, default=80, help="chorales for the reference")
     ap.add_argument("--bach-bars", type=int, default=2, help="bars of a chorale's opening (after the anacrusis)")
     ap.add_argument("--renders", type=Path, default=ROOT / "bench/out/answers", help="the rendered answers")
@@ -441,7 +446,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     doc = json.loads(args.phrases.read_text())
-    phrases = doc["phrases"][: args.limit]
+    phrases = [p for p in doc["phrases"] if p["estimate_agrees"] or not args.agreeing][: args.limit]
     for p in phrases:
         guard(p["source"]["corpus"])
         f = args.folk_dir / p["file"]
@@ -482,6 +487,7 @@ def main(argv=None) -> int:
         "model_sha1": model_hash,
         "phrases": str(args.phrases),
         "n_phrases": len(phrases),
+        "agreeing_only": args.agreeing,
         "seeds": args.seeds,
         "beats": args.beats,
         "keys": args.keys,

@@ -1,6 +1,11 @@
 """Folk phrases the model never saw: the openings (1 to 4 bars) of folk tunes, in all 24 keys.
 
     python bench/folk_phrases.py [--count 72] [--seed 0] [--out bench/out/folk] [--list bench/folk_phrases.json]
+    python bench/folk_phrases.py --dev    # a development set: other tunes, for choosing settings
+
+The evaluation set (the default) is measured, not tuned on. Settings are chosen on the
+development set (`--dev`: 72 phrases, seed 1, none of the evaluation set's tunes, written to
+bench/folk_phrases_dev.json and bench/out/folk-dev/), then measured once on the evaluation set.
 
 The tunes come from music21's ABC folk corpora `airdsAirs`, `ryansMammoth` and `miscFolk`
 (the collections `oneills1850` and `essenFolksong` are kept for an independent evaluation:
@@ -103,6 +108,11 @@ class TuneText:
     @property
     def id(self) -> str:
         return f"{self.corpus}/{self.file}#{self.number}"
+
+
+def tune_id(source: dict) -> str:
+    """A listed phrase's tune, as TuneText.id names it."""
+    return f"{source['corpus']}/{source['file']}#{source['number']}"
 
 
 _MODAL = re.compile(r"(dor|mix|lyd|phr|loc|hp)", re.I)
@@ -305,10 +315,15 @@ def add_chord(notes: list, key: tuple[int, str], interval: str) -> list:
     return sorted(notes + [(s, e, low)])
 
 
-def build(tunes: list[TuneText], records: dict, count: int, seed: int, chords: int) -> list[dict]:
+def build(
+    tunes: list[TuneText], records: dict, count: int, seed: int, chords: int, exclude: frozenset[str] = frozenset()
+) -> list[dict]:
+    """`exclude`: tune ids (TuneText.id) never used, such as another set's."""
     rng = np.random.default_rng(seed)
     cands = []
     for t in tunes:
+        if t.id in exclude:
+            continue
         rec = records.get(t.id)
         if rec is None or (lab := label(rec)) is None:
             continue
@@ -458,7 +473,22 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench/out/folk", help="folder for the MIDI files")
     ap.add_argument("--list", type=Path, default=ROOT / "bench/folk_phrases.json", help="the list (JSON)")
     ap.add_argument("--cache", type=Path, default=ROOT / "bench/out/folk-cache.json", help="parsed tunes")
+    ap.add_argument("--exclude", type=Path, action="append", default=[], help="a list whose tunes are not used")
+    ap.add_argument(
+        "--dev",
+        action="store_true",
+        help="the development set: --count 72 --seed 1 --exclude bench/folk_phrases.json, "
+        "to bench/folk_phrases_dev.json and bench/out/folk-dev",
+    )
     args = ap.parse_args(argv)
+    if args.dev:
+        args.count, args.seed = 72, 1
+        args.exclude = [*args.exclude, ROOT / "bench/folk_phrases.json"]
+        if args.list == ap.get_default("list"):
+            args.list = ROOT / "bench/folk_phrases_dev.json"
+        if args.out == ap.get_default("out"):
+            args.out = ROOT / "bench/out/folk-dev"
+    exclude = frozenset(tune_id(p["source"]) for e in args.exclude for p in json.loads(e.read_text())["phrases"])
     count = args.limit if args.limit is not None else args.count
     tunes = scan()
     order = np.random.default_rng(args.seed).permutation(len(tunes))
@@ -476,7 +506,7 @@ def main(argv=None) -> int:
         return all(cells.get(c, 0) >= n for c, n in needed.items())
 
     records = load_tunes(tunes, args.cache, enough if args.limit is not None else None)
-    phrases = build(tunes, records, count, args.seed, args.chords if args.limit is None else 0)
+    phrases = build(tunes, records, count, args.seed, args.chords if args.limit is None else 0, exclude)
     for p in phrases:
         guard(p["source"]["corpus"])
         write_midi(args.out / p["file"], p)
@@ -486,6 +516,9 @@ def main(argv=None) -> int:
         "count": len(phrases),
         "corpora": list(CORPORA),
         "reserved_not_used": ["oneills1850", "essenFolksong"],
+        "tunes_of_these_lists_not_used": [
+            str(e.relative_to(ROOT) if e.is_relative_to(ROOT) else e) for e in args.exclude
+        ],
         "ticks_per_quarter": TPQ,
         "tempo_bpm": TEMPO_BPM,
         "tunes_parsed": len(records),

@@ -76,9 +76,11 @@ def test_reserved_corpora_are_refused():
     assert folk_phrases.guard("corpus/airdsAirs/book1.abc").name == "book1.abc"
 
 
-def test_the_recorded_set():
-    """bench/folk_phrases.json: every key, both modes, the three metres, labels its own notes agree with."""
-    doc = json.loads((folk_phrases.ROOT / "bench/folk_phrases.json").read_text())
+@pytest.mark.parametrize("listing", ["folk_phrases.json", "folk_phrases_dev.json"])
+def test_the_recorded_sets(listing):
+    """The evaluation set and the development set: every key, both modes, the three metres, labels its own notes
+    agree with."""
+    doc = json.loads((folk_phrases.ROOT / "bench" / listing).read_text())
     phrases = doc["phrases"]
     assert 48 <= len(phrases) <= 96
     assert {(p["tonic_pc"], p["mode"]) for p in phrases} == {(t, m) for t in range(12) for m in ("major", "minor")}
@@ -91,6 +93,18 @@ def test_the_recorded_set():
         notes = [ev.Note(s, pitch, e) for s, e, pitch in p["notes"]]
         assert p["phrase_estimate"] == keys.name(keys.estimate(notes))
         assert 1 <= p["bars"] <= 4 and -6 <= p["transposition"] <= 5
+
+
+def test_the_development_set_shares_no_tune_with_the_evaluation_set():
+    """Settings are chosen on the development set, so that the evaluation set's figures are not tuned on."""
+    sets = [
+        json.loads((folk_phrases.ROOT / "bench" / n).read_text())
+        for n in ("folk_phrases.json", "folk_phrases_dev.json")
+    ]
+    evaluation, development = ({folk_phrases.tune_id(p["source"]) for p in d["phrases"]} for d in sets)
+    assert len(evaluation) == len(development) == 72
+    assert not evaluation & development
+    assert sets[1]["tunes_of_these_lists_not_used"] == ["bench/folk_phrases.json"]
 
 
 @pytest.mark.slow
