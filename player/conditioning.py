@@ -186,25 +186,67 @@ def shift_continuation(tokens: np.ndarray, rng: np.random.Generator, every: int 
     return ev.encode_notes(moved(notes, [(cut, semitones)]))
 
 
+# A mode move maps each scale degree that tells major from minor onto the other mode's, relative to the tonic:
+# the third and sixth (and minor's subtonic onto the leading tone); the other pitch classes stay.
+TO_MINOR = {4: 3, 9: 8}
+TO_MAJOR = {3: 4, 8: 9, 10: 11}
+
+
+def other_mode(notes: list[ev.Note], key: tuple[int, str]) -> list[ev.Note]:
+    """The notes in `key`'s parallel mode (C major to C minor and back): its third and sixth moved a semitone
+    (minor's subtonic up to the leading tone too), every other note as it is. Training and benches only."""
+    tonic, mode = key
+    table = TO_MINOR if mode == "major" else TO_MAJOR
+    out = []
+    for n in notes:
+        step = table.get((n.pitch - tonic) % 12)
+        out.append(
+            n
+            if step is None
+            else ev.Note(n.start, ev.fold_pitch(n.pitch + step - (n.pitch - tonic) % 12), n.end, n.velocity)
+        )
+    return out
+
+
+def mode_moved(notes: list[ev.Note], cuts: list[int]) -> list[ev.Note]:
+    """The notes with the mode flipped from the first cut to the second, flipped back at the third, and so on:
+    each stretch in the parallel mode of its own key (Krumhansl–Schmuckler on its notes)."""
+    bounds = [*cuts, None]
+    out = [n for n in notes if n.start < bounds[0]]
+    for i, lo in enumerate(bounds[:-1]):
+        hi = bounds[i + 1]
+        part = [n for n in notes if n.start >= lo and (hi is None or n.start < hi)]
+        key = keys.estimate(part) if i % 2 == 0 else None
+        out += other_mode(part, key) if key is not None else part
+    return sorted(out, key=lambda n: (n.start, n.pitch))
+
+
 def shift_segments(
-    tokens: np.ndarray, rng: np.random.Generator, mean_bars: float, every: int = EVERY_TICKS
+    tokens: np.ndarray, rng: np.random.Generator, mean_bars: float, every: int = EVERY_TICKS, modes: float = 0.0
 ) -> np.ndarray:
     """Training only: the piece cut at random bar lines (one in `mean_bars` on average, two bars in at least)
     and every note from each cut on moved to another key, so that the KEY tokens, which look two bars ahead,
     announce each move before the context can show it (bench/README.md, "Key moves drawn anew every epoch":
-    the model still learns to find the key from the notes)."""
+    the model still learns to find the key from the notes). A share `modes` of the cuts flip the mode instead
+    (`mode_moved`: to the parallel minor or major until the next such cut), so the key input's mode, not only
+    its tonic, says something the notes so far do not."""
     notes = ev.decode_notes(tokens)
     if not notes:
         return np.asarray(tokens, dtype=np.int32)
     end = max(n.end for n in notes)
-    offset, moves = 0, []
+    offset, moves, flips = 0, [], []
     for bar in range(2 * every, end - every, every):
         if rng.random() < 1.0 / mean_bars:
-            offset += int(rng.choice(MOVES))
-            moves.append((bar, offset))
-    if not moves:
+            if modes and rng.random() < modes:
+                flips.append(bar)
+            else:
+                offset += int(rng.choice(MOVES))
+                moves.append((bar, offset))
+    if not moves and not flips:
         return np.asarray(tokens, dtype=np.int32)
-    return ev.encode_notes(moved(notes, moves))
+    if flips:
+        notes = mode_moved(notes, flips)
+    return ev.encode_notes(moved(notes, moves) if moves else notes)
 
 
 def describe(kind: str = "key_tokens") -> dict:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from cadenza.player import conditioning as cond
 from cadenza.player import events as ev
+from cadenza.player import keys
 
 MUSIC = st.integers(ev.START, ev.VOCAB_SIZE - 1)
 KEY = st.integers(ev.KEY_BASE, ev.KEY_BASE + ev.N_KEYS - 1)
@@ -271,3 +272,46 @@ def test_the_weights_come_back_out_of_a_keyed_bundle_and_fine_tune(keyed_bundle)
     assert cfg["key_input"] is True and cfg["from_corpus"] == config["corpus"]
     report = json.loads((ft / "report.json").read_text())["finetune"]
     assert np.isfinite(report["heldout_nll_before"]) and np.isfinite(report["source_test_nll_after"])
+
+
+@pytest.mark.parametrize("tonic", range(12))
+@pytest.mark.parametrize("mode", ["major", "minor"])
+def test_a_mode_move_puts_a_scale_in_its_parallel_mode_and_back(tonic, mode):
+    degrees = (0, 2, 4, 5, 7, 9, 11) if mode == "major" else (0, 2, 3, 5, 7, 8, 10)
+    line = [ev.Note(24 * i, 60 + tonic + degrees[i % 7] + 12 * (i // 7 % 2), 24 * i + 20) for i in range(28)]
+    other = "minor" if mode == "major" else "major"
+    flipped = cond.other_mode(line, (tonic, mode))
+    assert [(n.start, n.end) for n in flipped] == [(n.start, n.end) for n in line]
+    assert keys.estimate(flipped) == (tonic, other)
+    # the degrees that tell the modes apart moved a semitone (and minor's seventh up to the leading tone)
+    moved = {(a.pitch - tonic) % 12: b.pitch - a.pitch for a, b in zip(line, flipped) if a.pitch != b.pitch}
+    assert moved == ({4: -1, 9: -1} if mode == "major" else {3: 1, 8: 1, 10: 1})
+    if mode == "major":  # major to minor keeps the leading tone, so flipping back is the line again
+        assert cond.other_mode(flipped, (tonic, other)) == line
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_mode_moves_flip_stretches_at_bar_lines_and_keep_the_rhythm(seed):
+    from cadenza.train.config import make_config
+    from cadenza.train.corpus import rekeyed
+
+    with pytest.raises(ValueError, match="key_modes"):
+        make_config("tiny", key_input=True, key_modes=0.3)  # needs key moves
+    with pytest.raises(ValueError, match="key_modes"):
+        make_config("tiny", key_tokens=True, key_shift=0.5, key_modes=0.3)  # and the key input
+    assert make_config("tiny", key_input=True, key_shift=0.8, key_shift_bars=4, key_modes=0.3).key_modes == 0.3
+    scale = (0, 2, 4, 5, 7, 9, 11, 12)  # a D major scale in eighths in every bar, so every stretch says D major
+    line = [ev.Note(12 * i, 62 + scale[i % 8], 12 * i + 10) for i in range(192)]
+    piece = ev.encode_notes(line)
+    flips = ev.decode_notes(cond.shift_segments(piece, np.random.default_rng(seed), mean_bars=3, modes=1.0))
+    assert [(n.start, n.end) for n in flips] == [(n.start, n.end) for n in line]
+    changed = [n.start for a, n in zip(line, flips) if a.pitch != n.pitch]
+    assert changed and min(changed) >= 2 * cond.EVERY_TICKS  # (21 bar lines at one in 3: some flip)
+    for bar in range(24):  # each bar all in D major or all in D minor (harmonic: F and Bb, C# kept)
+        pcs = {n.pitch % 12 for n in flips if n.start // cond.EVERY_TICKS == bar}
+        assert pcs in ({2, 4, 6, 7, 9, 11, 1}, {2, 4, 5, 7, 9, 10, 1})
+    # told the minor where the notes are in minor: the labels follow the flip
+    drawn = rekeyed(piece, 1.0, 3.0, 0.0, np.random.default_rng(seed), modes=1.0)
+    music, ids = cond.hold(drawn)
+    assert {cond.key_of(cond.KEY_BASE + int(k)) for k in ids[1:]} <= {(2, "major"), (2, "minor")}
+    assert (2, "minor") in {cond.key_of(cond.KEY_BASE + int(k)) for k in ids[1:]}

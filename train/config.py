@@ -61,6 +61,9 @@ class TrainConfig:
     # the labels (and key_shift's moves) anew every epoch, and tells a share key_none of the pieces no key.
     key_input: bool = False
     key_none: float = 0.15
+    # With key_input and key_shift: the share of the moves that flip the mode (to the parallel minor or major,
+    # conditioning.mode_moved) instead of the key, so that the key input's mode says what the notes do not yet.
+    key_modes: float = 0.0
     # Recorded sessions in the corpus (train/sessions.py): the keyboard's part ("in"), the player's ("out"), both.
     session_part: str = "in"
     # Fine-tuning (cadenza-train --from RUN): the run whose model it starts from, and its corpus (the test split
@@ -83,6 +86,8 @@ class TrainConfig:
         want = events.VOCAB_SIZE + (events.N_KEYS if self.key_tokens else 0)
         if self.vocab_size != want:
             raise ValueError(f"vocab_size must be {want} with key_tokens={self.key_tokens}, got {self.vocab_size}")
+        if not 0.0 <= self.key_modes <= 1.0 or (self.key_modes and not (self.key_input and self.key_shift)):
+            raise ValueError(f"key_modes must be in [0, 1] and needs key_input and key_shift, got {self.key_modes}")
         if self.key_shift_bars < 0 or (self.key_shift_bars and not self.key_shift):
             raise ValueError(f"key_shift_bars must be >= 0 and needs key_shift, got {self.key_shift_bars}")
         if self.key_tokens and self.key_input:

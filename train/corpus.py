@@ -515,15 +515,18 @@ def reshifted(tokens: np.ndarray, share: float, mean_bars: float, rng: np.random
     return conditioning.insert(music, rng)
 
 
-def rekeyed(tokens: np.ndarray, share: float, mean_bars: float, none: float, rng: np.random.Generator) -> np.ndarray:
+def rekeyed(
+    tokens: np.ndarray, share: float, mean_bars: float, none: float, rng: np.random.Generator, modes: float = 0.0
+) -> np.ndarray:
     """A training piece for a key input model, drawn anew for one epoch of fit: with probability `share` moved
-    to new keys at random bar lines (one in `mean_bars`, or 4 when 0), then KEY tokens at every bar line and
-    after START; with probability `none` no KEY token at all (the model is told no key)."""
+    to new keys at random bar lines (one in `mean_bars`, or 4 when 0; a share `modes` of them to the parallel
+    mode instead), then KEY tokens at every bar line and after START; with probability `none` no KEY token at
+    all (the model is told no key)."""
     from cadenza.player import conditioning
 
     music = conditioning.strip(tokens)
     if share and rng.random() < share:
-        music = conditioning.shift_segments(music, rng, mean_bars or 4.0)
+        music = conditioning.shift_segments(music, rng, mean_bars or 4.0, modes=modes)
     if rng.random() < none:
         return music
     return conditioning.insert(music, rng, dropout=0.0, lead=True)

@@ -118,7 +118,9 @@ def draw_epoch(
     labels, key moves and the pieces told no key drawn anew, rehearsal mixed in, transposed and laid end to end."""
     pieces, min_tokens = train_pieces, cfg.min_epoch_tokens
     if cfg.key_input:  # labels (and key moves, and the pieces told no key) drawn anew for this epoch
-        pieces = [corpus.rekeyed(p, cfg.key_shift, cfg.key_shift_bars, cfg.key_none, rng) for p in train_pieces]
+        pieces = [
+            corpus.rekeyed(p, cfg.key_shift, cfg.key_shift_bars, cfg.key_none, rng, cfg.key_modes) for p in train_pieces
+        ]
     elif cfg.key_shift_bars:  # key moves and KEY tokens drawn anew for this epoch
         pieces = [corpus.reshifted(p, cfg.key_shift, cfg.key_shift_bars, rng) for p in train_pieces]
     if rehearse and cfg.rehearsal > 0:  # the new pieces, then the source's, in the set shares
