@@ -211,10 +211,9 @@ def other_mode(notes: list[ev.Note], key: tuple[int, str]) -> list[ev.Note]:
 def mode_moved(notes: list[ev.Note], cuts: list[int]) -> list[ev.Note]:
     """The notes with the mode flipped from the first cut to the second, flipped back at the third, and so on:
     each stretch in the parallel mode of its own key (Krumhansl–Schmuckler on its notes)."""
-    bounds = [*cuts, None]
-    out = [n for n in notes if n.start < bounds[0]]
-    for i, lo in enumerate(bounds[:-1]):
-        hi = bounds[i + 1]
+    out = [n for n in notes if n.start < cuts[0]]
+    for i, lo in enumerate(cuts):
+        hi = cuts[i + 1] if i + 1 < len(cuts) else None
         part = [n for n in notes if n.start >= lo and (hi is None or n.start < hi)]
         key = keys.estimate(part) if i % 2 == 0 else None
         out += other_mode(part, key) if key is not None else part
