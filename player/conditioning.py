@@ -46,8 +46,9 @@ NONE = N_KEYS  # the key input's id for "no key" (ids 0..23 are the KEY tokens' 
 N_INPUT_KEYS = N_KEYS + 1
 # The lean (player/keys.py) a key input model asks for when none is set (model.json conditioning.key_strength),
 # and how many times as hard an answer's first bar leans (conditioning.key_opening): 1.75, and 3.5 in the first
-# bar, cost +2.6 % NLL on Bach's continuations against the model that is not told the key, where the 3.5 a model
-# needs without a key input costs +13 % throughout (bench/README.md, "An answer that opens in the key").
+# bar, cost the shipped model +1.3 % NLL on Bach's continuations against the model that is not told the key, where
+# the 3.5 a model needs without a key input costs +13 % throughout (bench/README.md, "An answer that opens in the
+# key" and "Mode moves": chosen on the development set of folk phrases).
 KEY_INPUT_STRENGTH = 1.75
 KEY_INPUT_OPENING = 2.0
 MOVES = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)  # the semitones a training key move draws from

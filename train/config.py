@@ -141,9 +141,9 @@ PRESETS: dict[str, dict] = {
         transpositions=(-1, 0, 1),
         dropout=0.0,
     ),
-    # The model we ship: told the key at every step, trained with key moves (bench/README.md, "A key input at
-    # every step").
-    "default": dict(key_input=True, key_shift=0.5, key_shift_bars=6.0),
+    # The model we ship: told the key at every step, trained with key moves, some of them to the parallel mode
+    # (bench/README.md, "A key input at every step" and "Mode moves").
+    "default": dict(key_input=True, key_shift=0.8, key_shift_bars=4.0, key_modes=0.3),
     # The same model not told the key (the shipped folk patch, and the Bach model shipped before).
     "plain": dict(),
     # Fine-tuning a trained model on a small corpus (cadenza-train --from RUN): a smaller step, few epochs.
