@@ -248,15 +248,22 @@ def test_a_session_with_nothing_played_writes_no_file(tmp_path):
     assert rec.close() is None and not list(tmp_path.iterdir())
 
 
-def test_a_fine_tune_from_a_run_trained_with_key_moves_reads_its_source_split(tmp_path):
-    """The source's test split is read without the source's key moves (they are training-only)."""
+@pytest.mark.parametrize(
+    "keyed",
+    [
+        ["--set", "key_tokens=true", "--set", "key_shift=0.5", "--set", "key_shift_bars=3"],
+        ["--set", "key_input=true", "--set", "key_shift=0.8", "--set", "key_shift_bars=4", "--set", "key_modes=0.3"],
+    ],
+    ids=["key-tokens", "key-input-mode-moves"],
+)
+def test_a_fine_tune_from_a_run_trained_with_key_moves_reads_its_source_split(tmp_path, keyed):
+    """The source's test split is read without the source's key moves, of tonic or of mode (training-only)."""
     pytest.importorskip("tensorflow")
     from cadenza.train.__main__ import main as train_main
     from support.midifiles import make_corpus
 
     source_corpus = make_corpus(tmp_path / "corpus", n=8)
     source = tmp_path / "runs" / "moves"
-    keyed = ["--set", "key_tokens=true", "--set", "key_shift=0.5", "--set", "key_shift_bars=3"]
     common = ["--epochs", "1", "--no-progress", "--cache-dir", str(tmp_path / "cache")]
     assert train_main(["--corpus", str(source_corpus), "--preset", "tiny", "--out", str(source), *keyed, *common]) == 0
     folder = tmp_path / "sessions"

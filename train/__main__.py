@@ -179,7 +179,7 @@ def run(cfg, train_set, val_set, test_set, out: Path, progress: bool = True) -> 
 
         source, _ = load_source(cfg.from_run)
         source_train, _va, source_test_pieces = splits_for(
-            replace(cfg, corpus=cfg.from_corpus, key_shift=0.0, key_shift_bars=0.0)
+            replace(cfg, corpus=cfg.from_corpus, key_shift=0.0, key_shift_bars=0.0, key_modes=0.0)
         )
         source_test = [p.tokens for p in source_test_pieces]
         rehearse = [p.tokens for p in source_train]
