@@ -187,10 +187,10 @@ def shift_continuation(tokens: np.ndarray, rng: np.random.Generator, every: int 
     return ev.encode_notes(moved(notes, [(cut, semitones)]))
 
 
-# A mode move maps each scale degree that tells major from minor onto the other mode's, relative to the tonic:
-# the third and sixth (and minor's subtonic onto the leading tone); the other pitch classes stay.
-TO_MINOR = {4: 3, 9: 8}
-TO_MAJOR = {3: 4, 8: 9, 10: 11}
+# A mode move moves each scale degree that tells major from minor to the other mode's, in semitones, by its
+# distance from the tonic: the third and sixth (and minor's subtonic up to the leading tone); the others stay.
+TO_MINOR = {4: -1, 9: -1}
+TO_MAJOR = {3: 1, 8: 1, 10: 1}
 
 
 def other_mode(notes: list[ev.Note], key: tuple[int, str]) -> list[ev.Note]:
@@ -201,23 +201,23 @@ def other_mode(notes: list[ev.Note], key: tuple[int, str]) -> list[ev.Note]:
     out = []
     for n in notes:
         step = table.get((n.pitch - tonic) % 12)
-        out.append(
-            n
-            if step is None
-            else ev.Note(n.start, ev.fold_pitch(n.pitch + step - (n.pitch - tonic) % 12), n.end, n.velocity)
-        )
+        out.append(n if step is None else ev.Note(n.start, ev.fold_pitch(n.pitch + step), n.end, n.velocity))
     return out
 
 
 def mode_moved(notes: list[ev.Note], cuts: list[int]) -> list[ev.Note]:
     """The notes with the mode flipped from the first cut to the second, flipped back at the third, and so on:
-    each stretch in the parallel mode of its own key (Krumhansl–Schmuckler on its notes)."""
-    out = [n for n in notes if n.start < cuts[0]]
-    for i, lo in enumerate(cuts):
-        hi = cuts[i + 1] if i + 1 < len(cuts) else None
-        part = [n for n in notes if n.start >= lo and (hi is None or n.start < hi)]
-        key = keys.estimate(part) if i % 2 == 0 else None
-        out += other_mode(part, key) if key is not None else part
+    each stretch in the parallel mode of its own key (Krumhansl–Schmuckler on its notes). The stretches are
+    cut as `moved` cuts them."""
+    stretch = np.searchsorted(np.asarray(cuts, dtype=np.int64), [n.start for n in notes], side="right")
+    out = list(notes)
+    for s in range(1, len(cuts) + 1, 2):  # 0: before the first cut; odd: the stretches in the other mode
+        at = np.flatnonzero(stretch == s)
+        part = [notes[i] for i in at]
+        key = keys.estimate(part)
+        if key is not None:
+            for i, n in zip(at, other_mode(part, key)):
+                out[i] = n
     return sorted(out, key=lambda n: (n.start, n.pitch))
 
 
@@ -244,9 +244,7 @@ def shift_segments(
                 moves.append((bar, offset))
     if not moves and not flips:
         return np.asarray(tokens, dtype=np.int32)
-    if flips:
-        notes = mode_moved(notes, flips)
-    return ev.encode_notes(moved(notes, moves) if moves else notes)
+    return ev.encode_notes(moved(mode_moved(notes, flips) if flips else notes, moves))
 
 
 def describe(kind: str = "key_tokens") -> dict:
