@@ -107,11 +107,11 @@ class TuneText:
 
     @property
     def id(self) -> str:
-        return f"{self.corpus}/{self.file}#{self.number}"
+        return tune_id(vars(self))
 
 
 def tune_id(source: dict) -> str:
-    """A listed phrase's tune, as TuneText.id names it."""
+    """A tune's id from its corpus, file and ABC number: a TuneText's, or a listed phrase's `source`."""
     return f"{source['corpus']}/{source['file']}#{source['number']}"
 
 
