@@ -328,3 +328,42 @@ def test_switches_amid_held_keys_reversed_pedals_and_stray_note_offs_leave_nothi
         assert sch.background.current == programs[-1] and not sch.background.busy, (seed, switches)
     assert len(switches) <= len(wanted)  # a request for the patch already playing is no switch
     assert all(p != q for (p, _), (q, _) in zip([(0, 0), *switches], switches))
+
+
+def test_real_models_of_different_sizes_switch_on_bar_lines_and_leave_nothing_hanging(tmp_path):
+    """Patches need not share a shape: a plain 32-unit model and a 48-unit key input model, both converted."""
+    from cadenza.convert.__main__ import main as convert
+    from support.models import tiny_run
+
+    run_dir = tiny_run(tmp_path, sizes=dict(embed_dim=16, hidden=48, key_input=True), name="wide")
+    wide = tmp_path / "wide.cadenza"
+    rc = convert(
+        [str(run_dir), "--out", str(wide), "--variant", "fp32", "--latency-steps", "50", "--agreement-steps", "50",
+         "--keras-steps", "5", "--calibration-samples", "50", "--max-test-tokens", "800"]
+    )  # fmt: skip
+    assert rc == 0
+    bank = Bank.open([Patch(0, str(converted().bundle)), Patch(1, str(wide))], open_model)
+    a, b = bank.get(0).model, bank.get(1).model
+    events, t = [], 0.7
+    for k in range(6):
+        events.append((t, mido.Message("program_change", program=(k + 1) % 2)))
+        t += 2.3
+    switches: list[tuple[int, int]] = []
+    sch, sink = rig(
+        a, mode="duet", events=events, bank=bank, patch=0, on_patch=lambda s, tick: switches.append((s.program, tick))
+    )
+    sch.begin()
+    sch.run(until=sch.clock.now() + t + 2.0)
+    sch.end()
+    assert sch.background.switches == 6 and [p for p, _ in switches] == [1, 0, 1, 0, 1, 0]
+    sounding: dict[int, int] = {}
+    for _, m in sink.sent:
+        if m.type == "note_on" and m.velocity:
+            sounding[m.note] = sounding.get(m.note, 0) + 1
+        elif m.type in ("note_off", "note_on"):
+            sounding[m.note] = max(0, sounding.get(m.note, 0) - 1)
+    assert not any(sounding.values()), sounding
+    onsets = [tick for tick, m in _ticks(sch, sink) if m.type == "note_on" and m.velocity]
+    for (_, start), (_, end) in zip(switches, switches[1:]):  # each patch played in its turn
+        assert any(start <= tick < end for tick in onsets), (start, end)
+    assert b is not a

@@ -176,3 +176,38 @@ def test_the_xla_compiled_training_step_computes_what_the_plain_one_does(key_inp
     assert losses[True][2] < losses[True][0]  # it learns
     for a, b in zip(weights[True], weights[False]):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("key_input", [False, True])
+def test_bfloat16_matmuls_train_near_float32_and_the_kept_model_is_float32(tmp_path, key_input):
+    import keras
+
+    from cadenza.train.config import make_config
+    from cadenza.train.fit import evaluate, fit
+    from cadenza.train.model import build_model
+
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        make_config("tiny", matmul_dtype="float16")
+    cfg = make_config("tiny", key_input=key_input, matmul_dtype="bfloat16", hidden=64)
+    model = build_model(cfg)
+    f32 = build_model(make_config("tiny", key_input=key_input, hidden=64))
+    rng = np.random.default_rng(5)
+    f32.set_weights([w + rng.normal(0, 0.05, w.shape).astype(np.float32) for w in f32.get_weights()])
+    model.set_weights(f32.get_weights())
+    # the same weights: the two compute the same logits to bfloat16's precision, the states stay float32
+    x = rng.integers(0, 200, (4, 40)).astype(np.int32)
+    states = [np.zeros((4, 64), np.float32) for _ in range(4)]
+    ins = [x, np.full_like(x, 3)] if key_input else [x]
+    out16, out32 = model(ins + states), f32(ins + states)
+    assert all(keras.backend.standardize_dtype(t.dtype) == "float32" for t in out16)
+    diff = np.abs(np.asarray(out16[0]) - np.asarray(out32[0]))
+    assert 0 < diff.max() < 0.1 and diff.mean() < 0.01  # rounded, and only rounded
+    # a real run: it learns, and what it evaluates and saves is the float32 model with the trained weights
+    pieces = [rng.integers(3, 200, size=300).astype(np.int32) for _ in range(6)]
+    run = make_config("tiny", matmul_dtype="bfloat16", max_minutes=0.1, epochs=3, patience=9)
+    kept, hist = fit(run, pieces, pieces[:2], tmp_path, progress=False)
+    assert min(hist.val_loss) < np.log(run.vocab_size)  # better than guessing
+    cells = [layer.cell for layer in kept.layers if isinstance(layer, keras.layers.RNN)]
+    assert len(cells) == 2 and all(c.matmul_dtype == "float32" for c in cells)
+    assert all(layer.dtype_policy.name == "float32" for layer in kept.layers)
+    assert evaluate(kept, pieces[:2])[0] == pytest.approx(hist.val_loss[hist.best_epoch], rel=1e-5)

@@ -37,6 +37,10 @@ class TrainConfig:
     max_minutes: float = 40.0  # wall-clock cap on the training loop (best model kept)
     # Compile the training step with XLA: the LSTM's many small per-step ops are fused (bench/train_speed.py).
     jit: bool = False
+    # The matmuls of training (the input projections, the recurrent h @ R, the logits) in "bfloat16" on a CPU
+    # that has it (AVX-512 BF16): weights, cell state and gates stay float32, the model is saved and evaluated
+    # in float32 (bench/README.md, "Training with bfloat16 matmuls"). "float32": everything in float32.
+    matmul_dtype: str = "float32"
     transpositions: tuple[int, ...] = tuple(range(-5, 7))  # all 12 keys, training pieces only
     val_frac: float = 0.1
     test_frac: float = 0.1
@@ -79,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be plateau or cosine, got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_floor <= 1.0:
             raise ValueError(f"lr_floor must be in [0, 1], got {self.lr_floor}")
+        if self.matmul_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"matmul_dtype must be float32 or bfloat16, got {self.matmul_dtype!r}")
         if not 0.0 <= self.rehearsal < 1.0:
             raise ValueError(f"rehearsal must be in [0, 1), got {self.rehearsal}")
         if self.session_part not in ("in", "out", "both"):

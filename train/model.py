@@ -27,10 +27,11 @@ from .config import TrainConfig
 class ClippedLSTMCell(keras.layers.Layer):
     """An LSTM cell over pre-projected inputs, with a bounded cell state."""
 
-    def __init__(self, units: int, cell_clip: float, **kwargs):
+    def __init__(self, units: int, cell_clip: float, matmul_dtype: str = "float32", **kwargs):
         super().__init__(**kwargs)
         self.units = units
         self.cell_clip = float(cell_clip)
+        self.matmul_dtype = matmul_dtype
         self.state_size = [units, units]
         self.output_size = units
 
@@ -42,14 +43,18 @@ class ClippedLSTMCell(keras.layers.Layer):
 
     def call(self, inputs, states, training=False):
         h, c = states
-        z = inputs + ops.matmul(h, self.recurrent_kernel)  # [B, 4H]
+        if self.matmul_dtype == "float32":
+            z = inputs + ops.matmul(h, self.recurrent_kernel)  # [B, 4H]
+        else:  # the product in bfloat16; the state and the gates stay float32
+            r = ops.matmul(ops.cast(h, self.matmul_dtype), ops.cast(self.recurrent_kernel, self.matmul_dtype))
+            z = inputs + ops.cast(r, "float32")
         i, f, g, o = ops.split(z, 4, axis=-1)
         c = ops.clip(ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g), -self.cell_clip, self.cell_clip)
         h = ops.sigmoid(o) * ops.tanh(c)
         return h, [h, c]
 
     def get_config(self):
-        return dict(super().get_config(), units=self.units, cell_clip=self.cell_clip)
+        return dict(super().get_config(), units=self.units, cell_clip=self.cell_clip, matmul_dtype=self.matmul_dtype)
 
 
 @keras.saving.register_keras_serializable(package="cadenza")
@@ -80,6 +85,16 @@ def build_model(cfg: TrainConfig) -> keras.Model:
     from cadenza.player.conditioning import N_INPUT_KEYS
 
     H, V = cfg.hidden, cfg.vocab_size
+    # With matmul_dtype bfloat16 the Dense layers multiply in bfloat16 (float32 weights, cast on the fly) and
+    # their outputs are cast back to float32 at once: the recurrences, the gates and the logits stay float32.
+    mixed = cfg.matmul_dtype == "bfloat16"
+
+    def dense(units, name, **kw):
+        layer = keras.layers.Dense(units, name=name, dtype="mixed_bfloat16" if mixed else None, **kw)
+        if not mixed:
+            return layer
+        return lambda t: keras.layers.Activation("linear", dtype="float32", name=f"{name}_f32")(layer(t))
+
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     key_ids = keras.Input(shape=(None,), dtype="int32", name="keys") if cfg.key_input else None
     states_in = [keras.Input(shape=(H,), name=n) for n in ("h1", "c1", "h2", "c2")]
@@ -93,10 +108,10 @@ def build_model(cfg: TrainConfig) -> keras.Model:
     x = keras.layers.Embedding(V, cfg.embed_dim, name="embedding")(tokens)
     outs = []
     for layer in (1, 2):
-        x = keras.layers.Dense(4 * H, name=f"lstm{layer}_in", bias_initializer=ForgetBias(H))(x)
+        x = dense(4 * H, f"lstm{layer}_in", bias_initializer=ForgetBias(H))(x)
         x = keyed(x, f"lstm{layer}", 4 * H)
         rnn = keras.layers.RNN(
-            ClippedLSTMCell(H, cfg.cell_clip, name=f"lstm{layer}_cell"),
+            ClippedLSTMCell(H, cfg.cell_clip, cfg.matmul_dtype, name=f"lstm{layer}_cell"),
             return_sequences=True,
             return_state=True,
             name=f"lstm{layer}",
@@ -106,7 +121,7 @@ def build_model(cfg: TrainConfig) -> keras.Model:
         outs += [h, c]
         if cfg.dropout:
             x = keras.layers.Dropout(cfg.dropout, name=f"dropout{layer}")(x)
-    logits = keyed(keras.layers.Dense(V, name="dense")(x), "dense", V)
+    logits = keyed(dense(V, "dense")(x), "dense", V)
     inputs = [tokens] + ([key_ids] if key_ids is not None else []) + states_in
     return keras.Model(inputs, [logits, *outs], name="cadenza_lstm")
 
