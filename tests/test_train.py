@@ -211,3 +211,27 @@ def test_bfloat16_matmuls_train_near_float32_and_the_kept_model_is_float32(tmp_p
     assert len(cells) == 2 and all(c.matmul_dtype == "float32" for c in cells)
     assert all(layer.dtype_policy.name == "float32" for layer in kept.layers)
     assert evaluate(kept, pieces[:2])[0] == pytest.approx(hist.val_loss[hist.best_epoch], rel=1e-5)
+
+
+def test_the_shipped_bundles_were_trained_with_the_presets_the_readme_names():
+    """models/bach.cadenza is `--preset default`, models/folk.cadenza `--preset folk`: every training setting."""
+    import dataclasses
+
+    from cadenza.player.bundle import load_bundle
+    from cadenza.train.config import TrainConfig, make_config
+
+    for name, preset, corpus in (("bach", "default", "bach"), ("folk", "folk", "folk")):
+        got = dataclasses.asdict(TrainConfig.from_dict(load_bundle(REPO / "models" / f"{name}.cadenza").meta["config"]))
+        want = dataclasses.asdict(make_config(preset, corpus=corpus))
+        differ = {k: (got[k], want[k]) for k in want if got[k] != want[k] and k != "preset"}
+        assert not differ, (name, differ)
+
+
+def test_a_transposition_listed_more_than_once_is_drawn_that_much_more_often():
+    from cadenza.player import events
+    from cadenza.train.batches import epoch_streams
+
+    piece = np.array([events.note_on(60), events.shift(6), events.note_off(60)], np.int32)
+    streams = epoch_streams([piece] * 4000, 4, 16, (0, 0, 0, 1), np.random.default_rng(0))
+    at = {s: int(np.sum(streams == events.note_on(60 + s))) for s in (0, 1)}
+    assert 0.72 < at[0] / (at[0] + at[1]) < 0.78  # 3 in 4, of ~4,000 draws

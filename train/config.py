@@ -41,7 +41,9 @@ class TrainConfig:
     # that has it (AVX-512 BF16): weights, cell state and gates stay float32, the model is saved and evaluated
     # in float32 (bench/README.md, "Training with bfloat16 matmuls"). "float32": everything in float32.
     matmul_dtype: str = "float32"
-    transpositions: tuple[int, ...] = tuple(range(-5, 7))  # all 12 keys, training pieces only
+    # Each training piece, each epoch, is moved by one of these (drawn evenly, so a move listed twice is drawn
+    # twice as often); the n-gram baseline counts each piece once per entry. All 12 keys; training pieces only.
+    transpositions: tuple[int, ...] = tuple(range(-5, 7))
     val_frac: float = 0.1
     test_frac: float = 0.1
     split_seed: int = 1234  # the split is by piece and must be the same for convert
@@ -150,8 +152,20 @@ PRESETS: dict[str, dict] = {
     # The model we ship: told the key at every step, trained with key moves, some of them to the parallel mode
     # (bench/README.md, "A key input at every step" and "Mode moves").
     "default": dict(key_input=True, key_shift=0.8, key_shift_bars=4.0, key_modes=0.3),
-    # The same model not told the key (the shipped folk patch, and the Bach model shipped before).
+    # The same model not told the key (the Bach model shipped before).
     "plain": dict(),
+    # The folk patch (models/folk.cadenza, cadenza-train --corpus folk --preset folk): a wider model, which
+    # bfloat16 matmuls train as fast as the 2 x 256 one, on the tunes in all 12 keys with each tune's own key
+    # drawn 5 times in 16 (bench/README.md, "The folk model"); 36 minutes of training loop, 45 in all.
+    "folk": dict(
+        hidden=384,
+        batch_size=32,
+        dropout=0.1,
+        lr_schedule="cosine",
+        max_minutes=36.0,
+        matmul_dtype="bfloat16",
+        transpositions=tuple(range(-5, 7)) + (0, 0, 0, 0),
+    ),
     # Fine-tuning a trained model on a small corpus (cadenza-train --from RUN): a smaller step, few epochs.
     # An epoch is at least 150,000 tokens (about 100 updates), however few the sessions, and half of it is the
     # source's own corpus (rehearsal: measured in bench/README.md, it keeps the original style).
