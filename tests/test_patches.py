@@ -56,6 +56,17 @@ def _play(model_a, model_b, mode="solo", switch_at=1.3, seconds=6.0, events=(), 
     return sch, sink, switches
 
 
+def _left_sounding(sink) -> dict[int, int]:
+    """Note -> note-ons sent without a note-off after them (each note-on needs its own note-off)."""
+    sounding: dict[int, int] = {}
+    for _, m in sink.sent:
+        if m.type == "note_on" and m.velocity:
+            sounding[m.note] = sounding.get(m.note, 0) + 1
+        elif m.type in ("note_off", "note_on"):
+            sounding[m.note] = max(0, sounding.get(m.note, 0) - 1)
+    return sounding
+
+
 def _ticks(sch, sink):
     tb = sch.timebase
     return [(round(tb.tick_at(t)), m) for t, m in sink.sent]
@@ -103,15 +114,9 @@ def test_no_note_is_left_sounding_across_many_switches():
         sch.begin()
         sch.run(until=sch.clock.now() + t + 2.0)
         sch.end()
-        sounding: dict[int, int] = {}
-        last = -1.0
-        for when, m in sink.sent:
-            assert when >= last  # in time order
-            last = when
-            if m.type == "note_on" and m.velocity:
-                sounding[m.note] = sounding.get(m.note, 0) + 1
-            elif m.type in ("note_off", "note_on"):
-                sounding[m.note] = max(0, sounding.get(m.note, 0) - 1)
+        times = [when for when, _ in sink.sent]
+        assert times == sorted(times)  # in time order
+        sounding = _left_sounding(sink)
         assert not any(sounding.values()), (seed, sounding)
         assert sch.background.switches == 8, seed
 
@@ -356,12 +361,7 @@ def test_real_models_of_different_sizes_switch_on_bar_lines_and_leave_nothing_ha
     sch.run(until=sch.clock.now() + t + 2.0)
     sch.end()
     assert sch.background.switches == 6 and [p for p, _ in switches] == [1, 0, 1, 0, 1, 0]
-    sounding: dict[int, int] = {}
-    for _, m in sink.sent:
-        if m.type == "note_on" and m.velocity:
-            sounding[m.note] = sounding.get(m.note, 0) + 1
-        elif m.type in ("note_off", "note_on"):
-            sounding[m.note] = max(0, sounding.get(m.note, 0) - 1)
+    sounding = _left_sounding(sink)
     assert not any(sounding.values()), sounding
     onsets = [tick for tick, m in _ticks(sch, sink) if m.type == "note_on" and m.velocity]
     for (_, start), (_, end) in zip(switches, switches[1:]):  # each patch played in its turn

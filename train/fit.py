@@ -165,7 +165,14 @@ def fit(
     # Trained with bfloat16 matmuls, the model is evaluated and saved as its float32 twin (the same weights):
     # the validation loss that picks the best epoch is the one the float32 step model will have.
     twin = None if cfg.matmul_dtype == "float32" else build_model(replace(cfg, matmul_dtype="float32"))
-    kept = model if twin is None else twin  # the model evaluated and saved
+
+    def kept() -> keras.Model:
+        """The model to evaluate and save: the float32 twin given the trained weights, or the model itself."""
+        if twin is None:
+            return model
+        twin.set_weights(model.get_weights())
+        return twin
+
     hist = History()
     best = math.inf
     best_path = Path(out_dir) / "model.keras"
@@ -207,9 +214,8 @@ def fit(
                     break
             bar.close()
             hist.train_seconds += time.monotonic() - t0
-            if twin is not None:
-                twin.set_weights(model.get_weights())
-            val, acc, _ = evaluate(kept, val_pieces)
+            now = kept()
+            val, acc, _ = evaluate(now, val_pieces)
             hist.train_loss.append(float(np.mean(losses)))
             hist.val_loss.append(val)
             hist.epoch_seconds.append(time.monotonic() - t0)
@@ -223,7 +229,7 @@ def fit(
             )
             if val < best:
                 best, since_best, hist.best_epoch = val, 0, epoch
-                kept.save(best_path)
+                now.save(best_path)
             else:
                 since_best += 1
                 if cfg.lr_schedule == "plateau" and since_best % cfg.lr_patience == 0:
@@ -242,9 +248,7 @@ def fit(
         hist.stopped = "interrupted; best model so far kept"
         log.warning("interrupted: keeping the best model so far")
     if not best_path.exists():  # interrupted before the first evaluation
-        if twin is not None:
-            twin.set_weights(model.get_weights())
-        kept.save(best_path)
+        kept().save(best_path)
     best_model = keras.models.load_model(best_path, compile=False)
     return best_model, hist
 
